@@ -1,0 +1,146 @@
+//! The command line: `serve`, `check-config`, `--version`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Setting, settings};
+
+/// OAuth 2.1 + Streamable HTTP broker in front of per-user forgejo-mcp children.
+#[derive(Debug, Parser)]
+#[command(name = "fjmcp-broker", version = crate::version::VERSION, long_version = crate::version::LONG)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the broker.
+    Serve(SettingFlags),
+    /// Validate the configuration and print it, secrets redacted.
+    CheckConfig(SettingFlags),
+}
+
+impl Command {
+    /// The flags either command takes.
+    pub fn flags(&self) -> &SettingFlags {
+        match self {
+            Command::Serve(flags) | Command::CheckConfig(flags) => flags,
+        }
+    }
+}
+
+/// Every setting as a flag; each also reads the environment variable named in
+/// its help, and the TOML file given with --config. Precedence: flag >
+/// environment > file > default.
+#[derive(Debug, Args, Default)]
+pub struct SettingFlags {
+    /// TOML configuration file [env: FJMCP_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Public base URL: issuer and MCP resource base; https, or http on loopback (required) [env: FJMCP_PUBLIC_URL]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Address to listen on [env: FJMCP_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// sqlite:<path> or postgres://… [env: FJMCP_STORE] [default: sqlite:fjmcp-broker.db]
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// 32-byte key sealing Forgejo tokens at rest; generated beside a SQLite database if absent, required with PostgreSQL [env: FJMCP_SEALING_KEY_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub sealing_key_file: Option<String>,
+    /// Base URL of the Forgejo instance (required) [env: FJMCP_FORGEJO_URL]
+    #[arg(long, value_name = "URL")]
+    pub forgejo_url: Option<String>,
+    /// Client id of the broker's OAuth2 application in Forgejo (required) [env: FJMCP_FORGEJO_CLIENT_ID]
+    #[arg(long, value_name = "ID")]
+    pub forgejo_client_id: Option<String>,
+    /// Its client secret; prefer --forgejo-client-secret-file, argv is visible to other users [env: FJMCP_FORGEJO_CLIENT_SECRET]
+    #[arg(long, value_name = "SECRET")]
+    pub forgejo_client_secret: Option<String>,
+    /// File holding the client secret [env: FJMCP_FORGEJO_CLIENT_SECRET_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub forgejo_client_secret_file: Option<String>,
+    /// Child command, split like a shell would but never run through one [env: FJMCP_CHILD_COMMAND] [default: forgejo-mcp --transport stdio]
+    #[arg(long, value_name = "COMMAND")]
+    pub child_command: Option<String>,
+    /// Comma-separated names of broker environment variables children inherit [env: FJMCP_CHILD_ENV] [default: PATH,HOME,LANG,TZ]
+    #[arg(long, value_name = "NAMES")]
+    pub child_env: Option<String>,
+    /// json or text [env: FJMCP_LOG_FORMAT] [default: json]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or fjmcp_broker=debug [env: FJMCP_LOG_LEVEL] [default: info]
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Largest request body [env: FJMCP_MAX_BODY_SIZE] [default: 1MiB]
+    #[arg(long, value_name = "SIZE")]
+    pub max_body_size: Option<String>,
+    /// Longest time a request may take [env: FJMCP_REQUEST_TIMEOUT] [default: 300s]
+    #[arg(long, value_name = "DURATION")]
+    pub request_timeout: Option<String>,
+    /// How long in-flight requests may finish after SIGTERM [env: FJMCP_SHUTDOWN_GRACE] [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+}
+
+impl SettingFlags {
+    /// The flags that were given, paired with their settings.
+    pub fn given(&self) -> Vec<(Setting, String)> {
+        use settings::*;
+        [
+            (PUBLIC_URL, &self.public_url),
+            (LISTEN, &self.listen),
+            (STORE, &self.store),
+            (SEALING_KEY_FILE, &self.sealing_key_file),
+            (FORGEJO_URL, &self.forgejo_url),
+            (FORGEJO_CLIENT_ID, &self.forgejo_client_id),
+            (FORGEJO_CLIENT_SECRET, &self.forgejo_client_secret),
+            (FORGEJO_CLIENT_SECRET_FILE, &self.forgejo_client_secret_file),
+            (CHILD_COMMAND, &self.child_command),
+            (CHILD_ENV, &self.child_env),
+            (LOG_FORMAT, &self.log_format),
+            (LOG_LEVEL, &self.log_level),
+            (MAX_BODY_SIZE, &self.max_body_size),
+            (REQUEST_TIMEOUT, &self.request_timeout),
+            (SHUTDOWN_GRACE, &self.shutdown_grace),
+        ]
+        .into_iter()
+        .filter_map(|(setting, value)| value.clone().map(|v| (setting, v)))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_has_a_flag_of_the_same_name() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let serve = command.find_subcommand("serve").unwrap();
+        for setting in settings::ALL {
+            let long = setting.flag.trim_start_matches("--");
+            assert!(
+                serve.get_arguments().any(|a| a.get_long() == Some(long)),
+                "no flag {}",
+                setting.flag
+            );
+            let help = serve
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .and_then(|a| a.get_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            assert!(help.contains(setting.env), "help of {} lacks {}", setting.flag, setting.env);
+        }
+        let parsed = Cli::try_parse_from(["fjmcp-broker", "serve", "--listen", "127.0.0.1:1"]).unwrap();
+        assert_eq!(
+            parsed.command.flags().given(),
+            vec![(settings::LISTEN, "127.0.0.1:1".to_string())]
+        );
+    }
+}

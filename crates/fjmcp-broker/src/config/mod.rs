@@ -1,0 +1,642 @@
+//! Configuration: flags > environment > TOML file > defaults, validated as a whole.
+//!
+//! Every problem is collected and reported together (an operator fixing a
+//! deployment should not have to restart once per typo), and nothing here binds a
+//! port or opens the store. Invariant: only this module reads the process
+//! environment for settings, through [`Environment`], so tests inject a map.
+
+pub mod settings;
+mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+pub use settings::Setting;
+pub use units::{parse_duration, parse_size};
+
+use crate::crypto::SealingKey;
+
+/// Where the broker's settings come from besides flags and the file.
+pub trait Environment {
+    /// The value of an environment variable, if set and valid UTF-8.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Environment for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// Which layer a setting's effective value came from, for messages and `check-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    File(PathBuf),
+    Environment(&'static str),
+    Flag(&'static str),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::File(path) => write!(f, "file {}", path.display()),
+            Origin::Environment(name) => write!(f, "environment {name}"),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// The raw text of every setting that has a value, with its origin.
+#[derive(Debug, Default, Clone)]
+pub struct Layers {
+    values: BTreeMap<&'static str, (String, Origin)>,
+}
+
+impl Layers {
+    /// Stacks defaults, the TOML file (if any), the environment and the flags.
+    /// Problems reading the file are pushed onto `problems`; the other layers are
+    /// still applied so that every mistake is reported in one go.
+    pub fn collect(
+        flags: &[(Setting, String)],
+        config_file: Option<&Path>,
+        env: &dyn Environment,
+        problems: &mut Vec<String>,
+    ) -> Layers {
+        let mut layers = Layers::default();
+        for setting in settings::ALL {
+            if let Some(value) = settings::default_for(*setting) {
+                layers.set(*setting, value.to_string(), Origin::Default);
+            }
+        }
+        if let Some(path) = config_file {
+            layers.apply_file(path, problems);
+        }
+        for setting in settings::ALL {
+            if let Some(value) = env.var(setting.env) {
+                layers.set(*setting, value, Origin::Environment(setting.env));
+            }
+        }
+        for (setting, value) in flags {
+            layers.set(*setting, value.clone(), Origin::Flag(setting.flag));
+        }
+        layers
+    }
+
+    fn set(&mut self, setting: Setting, value: String, origin: Origin) {
+        self.values.insert(setting.key, (value, origin));
+    }
+
+    fn get(&self, setting: Setting) -> Option<&(String, Origin)> {
+        self.values.get(setting.key)
+    }
+
+    fn apply_file(&mut self, path: &Path, problems: &mut Vec<String>) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(format!("config file {}: {e}", path.display()));
+                return;
+            }
+        };
+        let table: toml::Table = match text.parse() {
+            Ok(table) => table,
+            Err(e) => {
+                problems.push(format!("config file {}: {e}", path.display()));
+                return;
+            }
+        };
+        for (key, value) in table {
+            let Some(setting) = settings::ALL.iter().find(|s| s.key == key) else {
+                problems.push(format!(
+                    "config file {}: unknown setting `{key}`",
+                    path.display()
+                ));
+                continue;
+            };
+            let text = match (&value, setting.key) {
+                (toml::Value::String(s), _) => s.clone(),
+                (toml::Value::Integer(i), _) => i.to_string(),
+                (toml::Value::Array(items), "child_command" | "child_env") => {
+                    let words: Option<Vec<&str>> = items.iter().map(|v| v.as_str()).collect();
+                    match words {
+                        Some(words) if setting.key == "child_command" => shell_words::join(words),
+                        Some(words) => words.join(","),
+                        None => {
+                            problems.push(format!(
+                                "config file {}: `{key}` must be a list of strings",
+                                path.display()
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                _ => {
+                    problems.push(format!(
+                        "config file {}: `{key}` must be a string",
+                        path.display()
+                    ));
+                    continue;
+                }
+            };
+            self.set(*setting, text, Origin::File(path.to_path_buf()));
+        }
+    }
+}
+
+/// The broker's public base URL: issuer of its tokens and base of every URL it
+/// hands out. Stored without a trailing slash, exactly as the issuer is compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// The URL as a string, e.g. `https://mcp.example.com`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `<public-url><path>`; `path` starts with `/`.
+    pub fn join(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+
+    /// The origin (`scheme://host[:port]`), which browsers send in `Origin`.
+    pub fn origin(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where persistent state lives.
+#[derive(Clone)]
+pub enum StoreLocation {
+    /// A SQLite database file (created if missing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (may hold a password).
+    Postgres(SecretString),
+}
+
+impl fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreLocation::Sqlite(path) => write!(f, "Sqlite({})", path.display()),
+            StoreLocation::Postgres(url) => {
+                write!(f, "Postgres({})", redact_url_password(url.expose_secret()))
+            }
+        }
+    }
+}
+
+/// Where the sealing key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealingKeyFile {
+    /// Path of the key file.
+    pub path: PathBuf,
+    /// True when the broker may create the file on first start (SQLite default only).
+    pub generate_if_missing: bool,
+}
+
+/// The broker's own registration at Forgejo.
+#[derive(Debug, Clone)]
+pub struct ForgejoSettings {
+    /// Base URL of the Forgejo instance, without a trailing slash.
+    pub url: String,
+    /// Client id of the broker's OAuth2 application in Forgejo.
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: SecretString,
+}
+
+/// How children are started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSettings {
+    /// Program and arguments, split like a shell would, never run through one.
+    pub command: Vec<String>,
+    /// Names of broker environment variables passed through to children.
+    pub env_allow_list: Vec<String>,
+}
+
+/// Log output style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for collectors.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// HTTP server limits and timings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest time a non-streaming request may take.
+    pub request_timeout: Duration,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub public_url: PublicUrl,
+    pub listen: SocketAddr,
+    pub store: StoreLocation,
+    pub sealing_key: SealingKeyFile,
+    pub forgejo: ForgejoSettings,
+    pub children: ChildSettings,
+    pub log_format: LogFormat,
+    /// A `tracing` filter directive such as `info` or `fjmcp_broker=debug,info`.
+    pub log_level: String,
+    pub http: HttpSettings,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problems):", self.0.len())?;
+        for problem in &self.0 {
+            writeln!(f, "  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Reads the layers and validates them into a [`Config`].
+pub fn load(
+    flags: &[(Setting, String)],
+    config_file: Option<&Path>,
+    env: &dyn Environment,
+) -> Result<(Config, Layers), ConfigErrors> {
+    let mut problems = Vec::new();
+    let layers = Layers::collect(flags, config_file, env, &mut problems);
+    let config = Validator {
+        layers: &layers,
+        problems: &mut problems,
+    }
+    .validate();
+    match config {
+        Some(config) if problems.is_empty() => Ok((config, layers)),
+        _ => Err(ConfigErrors(problems)),
+    }
+}
+
+struct Validator<'a> {
+    layers: &'a Layers,
+    problems: &'a mut Vec<String>,
+}
+
+impl Validator<'_> {
+    /// Parses one setting; a missing required one or a parse error is recorded.
+    fn parse<T>(
+        &mut self,
+        setting: Setting,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let (text, origin) = self.layers.get(setting)?;
+        match parse(text) {
+            Ok(value) => Some(value),
+            Err(why) => {
+                self.problems
+                    .push(format!("{} (from {origin}): {why}", setting.key));
+                None
+            }
+        }
+    }
+
+    fn required<T>(
+        &mut self,
+        setting: Setting,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        if self.layers.get(setting).is_none() {
+            self.problems.push(format!(
+                "{} is required: set {} or {}",
+                setting.key, setting.flag, setting.env
+            ));
+            return None;
+        }
+        self.parse(setting, parse)
+    }
+
+    fn validate(mut self) -> Option<Config> {
+        use settings::*;
+        let public_url = self.required(PUBLIC_URL, parse_public_url);
+        let listen = self.parse(LISTEN, |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080"))
+        });
+        let store = self.parse(STORE, parse_store);
+        let forgejo_url = self.required(FORGEJO_URL, parse_forgejo_url);
+        let client_id = self.required(FORGEJO_CLIENT_ID, |s| {
+            non_empty(s).map(str::to_string)
+        });
+        let client_secret = self.client_secret();
+        let command = self.parse(CHILD_COMMAND, parse_command);
+        let env_allow_list = self.parse(CHILD_ENV, parse_env_names);
+        let log_format = self.parse(LOG_FORMAT, |s| match s {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            other => Err(format!("`{other}` is not `json` or `text`")),
+        });
+        let log_level = self.parse(LOG_LEVEL, |s| {
+            tracing_subscriber::EnvFilter::try_new(s)
+                .map(|_| s.to_string())
+                .map_err(|e| format!("`{s}` is not a log filter: {e}"))
+        });
+        let max_body_bytes = self.parse(MAX_BODY_SIZE, |s| {
+            let size = parse_size(s)?;
+            if !(1024..=(64 << 20)).contains(&size) {
+                return Err(format!("`{s}` must be between 1KiB and 64MiB"));
+            }
+            Ok(size as usize)
+        });
+        let request_timeout = self.parse(REQUEST_TIMEOUT, positive_duration);
+        let shutdown_grace = self.parse(SHUTDOWN_GRACE, parse_duration);
+        let sealing_key = store
+            .as_ref()
+            .and_then(|store| self.sealing_key_file(store));
+
+        Some(Config {
+            public_url: public_url?,
+            listen: listen?,
+            store: store?,
+            sealing_key: sealing_key?,
+            forgejo: ForgejoSettings {
+                url: forgejo_url?,
+                client_id: client_id?,
+                client_secret: client_secret?,
+            },
+            children: ChildSettings {
+                command: command?,
+                env_allow_list: env_allow_list?,
+            },
+            log_format: log_format?,
+            log_level: log_level?,
+            http: HttpSettings {
+                max_body_bytes: max_body_bytes?,
+                request_timeout: request_timeout?,
+                shutdown_grace: shutdown_grace?,
+            },
+        })
+    }
+
+    fn client_secret(&mut self) -> Option<SecretString> {
+        use settings::{FORGEJO_CLIENT_SECRET, FORGEJO_CLIENT_SECRET_FILE};
+        match (
+            self.layers.get(FORGEJO_CLIENT_SECRET),
+            self.layers.get(FORGEJO_CLIENT_SECRET_FILE),
+        ) {
+            (Some(_), Some(_)) => {
+                self.problems.push(format!(
+                    "set only one of {} and {}",
+                    FORGEJO_CLIENT_SECRET.flag, FORGEJO_CLIENT_SECRET_FILE.flag
+                ));
+                None
+            }
+            (None, None) => {
+                self.problems.push(format!(
+                    "forgejo_client_secret is required: set {} / {} or {} / {}",
+                    FORGEJO_CLIENT_SECRET.flag,
+                    FORGEJO_CLIENT_SECRET.env,
+                    FORGEJO_CLIENT_SECRET_FILE.flag,
+                    FORGEJO_CLIENT_SECRET_FILE.env
+                ));
+                None
+            }
+            (Some(_), None) => self.parse(FORGEJO_CLIENT_SECRET, |s| {
+                non_empty(s).map(|s| SecretString::from(s.to_string()))
+            }),
+            (None, Some(_)) => self.parse(FORGEJO_CLIENT_SECRET_FILE, |path| {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read `{path}`: {e}"))?;
+                let secret = text.trim();
+                if secret.is_empty() {
+                    return Err(format!("`{path}` is empty"));
+                }
+                Ok(SecretString::from(secret.to_string()))
+            }),
+        }
+    }
+
+    fn sealing_key_file(&mut self, store: &StoreLocation) -> Option<SealingKeyFile> {
+        let explicit = self.parse(settings::SEALING_KEY_FILE, |s| {
+            non_empty(s).map(PathBuf::from)
+        });
+        let key_file = match (explicit, store) {
+            (Some(path), _) => SealingKeyFile {
+                path,
+                generate_if_missing: false,
+            },
+            (None, StoreLocation::Sqlite(db)) => SealingKeyFile {
+                path: default_key_path(db),
+                generate_if_missing: true,
+            },
+            (None, StoreLocation::Postgres(_)) => {
+                if self.layers.get(settings::SEALING_KEY_FILE).is_none() {
+                    self.problems.push(format!(
+                        "sealing_key_file is required with a PostgreSQL store (every instance must share the key): set {} or {}",
+                        settings::SEALING_KEY_FILE.flag,
+                        settings::SEALING_KEY_FILE.env
+                    ));
+                }
+                return None;
+            }
+        };
+        // Check an existing or required key file now, so a bad one is reported with
+        // every other problem instead of after the store has been opened.
+        if key_file.path.exists() || !key_file.generate_if_missing {
+            if let Err(e) = SealingKey::load(&key_file.path) {
+                self.problems.push(e.to_string());
+                return None;
+            }
+        }
+        Some(key_file)
+    }
+}
+
+fn non_empty(s: &str) -> Result<&str, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        Err("must not be empty".into())
+    } else {
+        Ok(s)
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// True for `localhost`, `127.0.0.0/8` and `::1`.
+pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
+        url::Host::Ipv6(ip) => IpAddr::V6(*ip).is_loopback(),
+    }
+}
+
+fn parse_public_url(s: &str) -> Result<PublicUrl, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    let host = url
+        .host()
+        .ok_or_else(|| format!("`{s}` has no host"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback_host(&host) => {}
+        "http" => {
+            return Err(format!(
+                "`{s}` must use https (http is allowed only for localhost, 127.0.0.1 or [::1])"
+            ));
+        }
+        other => return Err(format!("`{s}`: scheme `{other}` is not https")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("`{s}` must not contain credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{s}` must not have a query or fragment"));
+    }
+    if url.path() != "/" {
+        return Err(format!(
+            "`{s}` must not have a path: serve the broker at the root of its own host name"
+        ));
+    }
+    let text = url.as_str().trim_end_matches('/').to_string();
+    Ok(PublicUrl(text))
+}
+
+fn parse_forgejo_url(s: &str) -> Result<String, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("`{s}` must be an http(s) URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{s}` must not have a query or fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+fn parse_store(s: &str) -> Result<StoreLocation, String> {
+    let s = s.trim();
+    if let Some(path) = s.strip_prefix("sqlite:") {
+        let path = path.strip_prefix("//").unwrap_or(path);
+        if path.is_empty() || path.contains('?') {
+            return Err(format!(
+                "`{s}`: write sqlite:<path to the database file>, e.g. sqlite:/var/lib/fjmcp/broker.db"
+            ));
+        }
+        return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
+    }
+    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Url::parse(s).map_err(|e| format!("`{}` is not a URL: {e}", redact_url_password(s)))?;
+        return Ok(StoreLocation::Postgres(SecretString::from(s.to_string())));
+    }
+    Err(format!(
+        "`{}` is neither sqlite:<path> nor postgres://…",
+        redact_url_password(s)
+    ))
+}
+
+fn parse_command(s: &str) -> Result<Vec<String>, String> {
+    let words = shell_words::split(s).map_err(|e| format!("`{s}`: {e}"))?;
+    if words.is_empty() {
+        return Err("must name a program".into());
+    }
+    Ok(words)
+}
+
+fn parse_env_names(s: &str) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(format!("`{name}` is not an environment variable name"));
+        }
+        if name.starts_with("FORGEJO_") {
+            // The broker sets FORGEJO_URL and FORGEJO_ACCESS_TOKEN per child itself.
+            return Err(format!(
+                "`{name}`: FORGEJO_* variables are set by the broker for each child"
+            ));
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
+}
+
+fn default_key_path(db: &Path) -> PathBuf {
+    let mut name = db
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "fjmcp-broker.db".into());
+    name.push(".sealing-key");
+    db.with_file_name(name)
+}
+
+/// Replaces the password in a URL with `***` so it can be shown.
+pub fn redact_url_password(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => text.to_string(),
+        Err(_) => "<unparseable URL>".to_string(),
+    }
+}
+
+/// The effective configuration as `key = value  # origin` lines, secrets redacted.
+pub fn describe(layers: &Layers) -> String {
+    let mut out = String::new();
+    for setting in settings::ALL {
+        let Some((value, origin)) = layers.get(*setting) else {
+            out.push_str(&format!("# {} is not set\n", setting.key));
+            continue;
+        };
+        let shown = if setting.key == "store" {
+            redact_url_password(value)
+        } else if setting.secret {
+            "<redacted>".to_string()
+        } else {
+            value.clone()
+        };
+        out.push_str(&format!(
+            "{} = {}  # {origin}\n",
+            setting.key,
+            toml::Value::String(shown)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+//! The table of every setting: its TOML key, flag and environment variable.
+//!
+//! One row per setting keeps the three spellings from drifting apart; the
+//! names are part of the public interface (deployments and other tools use them).
+
+/// One configurable setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// Key in the TOML file, and the name used in messages.
+    pub key: &'static str,
+    /// Command-line flag.
+    pub flag: &'static str,
+    /// Environment variable.
+    pub env: &'static str,
+    /// Whether `check-config` must redact the value.
+    pub secret: bool,
+}
+
+const fn setting(key: &'static str, flag: &'static str, env: &'static str) -> Setting {
+    Setting {
+        key,
+        flag,
+        env,
+        secret: false,
+    }
+}
+
+const fn secret(key: &'static str, flag: &'static str, env: &'static str) -> Setting {
+    Setting {
+        key,
+        flag,
+        env,
+        secret: true,
+    }
+}
+
+pub const PUBLIC_URL: Setting = setting("public_url", "--public-url", "FJMCP_PUBLIC_URL");
+pub const LISTEN: Setting = setting("listen", "--listen", "FJMCP_LISTEN");
+// The store URL can carry a PostgreSQL password.
+pub const STORE: Setting = secret("store", "--store", "FJMCP_STORE");
+pub const SEALING_KEY_FILE: Setting = setting(
+    "sealing_key_file",
+    "--sealing-key-file",
+    "FJMCP_SEALING_KEY_FILE",
+);
+pub const FORGEJO_URL: Setting = setting("forgejo_url", "--forgejo-url", "FJMCP_FORGEJO_URL");
+pub const FORGEJO_CLIENT_ID: Setting = setting(
+    "forgejo_client_id",
+    "--forgejo-client-id",
+    "FJMCP_FORGEJO_CLIENT_ID",
+);
+pub const FORGEJO_CLIENT_SECRET: Setting = secret(
+    "forgejo_client_secret",
+    "--forgejo-client-secret",
+    "FJMCP_FORGEJO_CLIENT_SECRET",
+);
+pub const FORGEJO_CLIENT_SECRET_FILE: Setting = setting(
+    "forgejo_client_secret_file",
+    "--forgejo-client-secret-file",
+    "FJMCP_FORGEJO_CLIENT_SECRET_FILE",
+);
+pub const CHILD_COMMAND: Setting =
+    setting("child_command", "--child-command", "FJMCP_CHILD_COMMAND");
+pub const CHILD_ENV: Setting = setting("child_env", "--child-env", "FJMCP_CHILD_ENV");
+pub const LOG_FORMAT: Setting = setting("log_format", "--log-format", "FJMCP_LOG_FORMAT");
+pub const LOG_LEVEL: Setting = setting("log_level", "--log-level", "FJMCP_LOG_LEVEL");
+pub const MAX_BODY_SIZE: Setting =
+    setting("max_body_size", "--max-body-size", "FJMCP_MAX_BODY_SIZE");
+pub const REQUEST_TIMEOUT: Setting = setting(
+    "request_timeout",
+    "--request-timeout",
+    "FJMCP_REQUEST_TIMEOUT",
+);
+pub const SHUTDOWN_GRACE: Setting =
+    setting("shutdown_grace", "--shutdown-grace", "FJMCP_SHUTDOWN_GRACE");
+
+/// The TOML file itself is named by flag or environment only.
+pub const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
+
+/// Every setting, in the order `check-config` prints them.
+pub const ALL: &[Setting] = &[
+    PUBLIC_URL,
+    LISTEN,
+    STORE,
+    SEALING_KEY_FILE,
+    FORGEJO_URL,
+    FORGEJO_CLIENT_ID,
+    FORGEJO_CLIENT_SECRET,
+    FORGEJO_CLIENT_SECRET_FILE,
+    CHILD_COMMAND,
+    CHILD_ENV,
+    LOG_FORMAT,
+    LOG_LEVEL,
+    MAX_BODY_SIZE,
+    REQUEST_TIMEOUT,
+    SHUTDOWN_GRACE,
+];
+
+/// Defaults for settings that have one (the others are required or optional).
+pub fn default_for(setting: Setting) -> Option<&'static str> {
+    Some(match setting.key {
+        "listen" => "127.0.0.1:8080",
+        "store" => "sqlite:fjmcp-broker.db",
+        "child_command" => "forgejo-mcp --transport stdio",
+        "child_env" => "PATH,HOME,LANG,TZ",
+        "log_format" => "json",
+        "log_level" => "info",
+        "max_body_size" => "1MiB",
+        "request_timeout" => "300s",
+        "shutdown_grace" => "10s",
+        _ => return None,
+    })
+}

@@ -1,0 +1,66 @@
+//! The HTTP edge: the router, the middleware stack and the health endpoints.
+//!
+//! Invariant: only this module (and the handlers it mounts) knows axum, and
+//! every error leaving the broker is turned into a response here, with a body
+//! the client can read (JSON unless a handler chose otherwise).
+
+mod errors;
+mod health;
+mod request_id;
+
+use std::sync::Arc;
+use axum::Router;
+use axum::routing::get;
+use http::{HeaderName, StatusCode, header};
+use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The persistent state.
+    pub store: Store,
+    /// The validated configuration.
+    pub config: Arc<Config>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the broker's router with its middleware.
+pub fn router(state: AppState) -> Router {
+    let limits = state.config.http.clone();
+    Router::new()
+        .route("/healthz", get(health::liveness))
+        .route("/readyz", get(health::readiness))
+        .fallback(errors::not_found)
+        .with_state(state)
+        .layer(
+            // Outermost first; the order is deliberate.
+            ServiceBuilder::new()
+                // First, so no later layer (tracing in particular) can ever print credentials.
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                    header::PROXY_AUTHORIZATION,
+                ]))
+                // Before tracing, so the span carries the id; a client-sent id is kept.
+                .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::Random))
+                .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Outside the timeout and body limit, so the bare errors they produce get
+                // a JSON body (and inside tracing, so those responses are logged too).
+                .layer(axum::middleware::map_response(errors::json_error_bodies))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    limits.request_timeout,
+                ))
+                .layer(RequestBodyLimitLayer::new(limits.max_body_bytes)),
+        )
+}

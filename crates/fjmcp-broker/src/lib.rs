@@ -1,0 +1,16 @@
+//! fjmcp-broker: an OAuth 2.1 authorization server and Streamable HTTP MCP
+//! endpoint in front of one stdio MCP child per Forgejo user.
+//!
+//! Start with `ARCHITECTURE.md` at the repository root: it maps each concern to
+//! its module and states what each module must not know.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod version;

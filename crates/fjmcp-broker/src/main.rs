@@ -1,0 +1,95 @@
+//! The `fjmcp-broker` binary: parse, validate, prepare, bind, serve, drain.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use fjmcp_broker::cli::{Cli, Command};
+use fjmcp_broker::config::{self, ProcessEnvironment, settings};
+use fjmcp_broker::server::{self, StartError};
+use fjmcp_broker::{telemetry, version};
+
+/// Exit code for a configuration the broker refuses (as sysexits' EX_USAGE-like 2).
+const EXIT_CONFIG: u8 = 2;
+/// Exit code for a failure to start with a valid configuration.
+const EXIT_START: u8 = 1;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let flags = cli.command.flags();
+    let env = ProcessEnvironment;
+    let config_file = flags
+        .config
+        .clone()
+        .or_else(|| std::env::var_os(settings::CONFIG_FILE_ENV).map(Into::into));
+    let (config, layers) = match config::load(&flags.given(), config_file.as_deref(), &env) {
+        Ok(loaded) => loaded,
+        Err(problems) => {
+            eprint!("fjmcp-broker: {problems}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command {
+        Command::CheckConfig(_) => {
+            print!("{}", config::describe(&layers));
+            println!("# configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Command::Serve(_) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("fjmcp-broker: cannot start the async runtime: {e}");
+                    return ExitCode::from(EXIT_START);
+                }
+            };
+            runtime.block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: config::Config) -> ExitCode {
+    telemetry::init(config.log_format, &config.log_level);
+    // One TLS provider for every client (Forgejo, metadata documents, PostgreSQL).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing::info!(version = %version::LONG, public_url = config.public_url.as_str(), "starting");
+    let listen = config.listen;
+    let state = match server::prepare(config).await {
+        Ok(state) => state,
+        Err(e @ StartError::SealingKey(_)) => {
+            tracing::error!(error = %e, "refusing to start");
+            eprintln!("fjmcp-broker: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("fjmcp-broker: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!(error = %e, %listen, "cannot listen");
+            eprintln!("fjmcp-broker: cannot listen on {listen}: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    if let Err(e) = server::cancel_on_signals(shutdown.clone()) {
+        eprintln!("fjmcp-broker: cannot install signal handlers: {e}");
+        return ExitCode::from(EXIT_START);
+    }
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "listening"),
+        Err(e) => tracing::warn!(error = %e, "listening on an unknown address"),
+    }
+    match server::serve(listener, state, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::from(EXIT_START)
+        }
+    }
+}

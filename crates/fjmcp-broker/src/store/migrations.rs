@@ -1,0 +1,92 @@
+//! Embedded schema migrations, one SQL file per backend and version.
+//!
+//! All pending migrations are applied in one transaction at start: a broker
+//! either sees the whole new schema or the old one. Several instances starting
+//! together serialize on a lock (PostgreSQL advisory lock, SQLite's write lock).
+
+use sqlx::{AnyPool, Row};
+
+use super::{Backend, Store, StoreError};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
+    postgres: include_str!("migrations/postgres/0001_initial.sql"),
+}];
+
+/// An arbitrary constant naming the broker's migration lock in PostgreSQL.
+const POSTGRES_MIGRATION_LOCK: i64 = 0x666a_6d63_7000;
+
+const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    BIGINT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)";
+
+pub(super) async fn apply(store: &Store) -> Result<(), StoreError> {
+    let mut tx = match store.backend {
+        // IMMEDIATE takes the write lock up front, so two brokers starting on the same
+        // file wait for each other instead of failing on a read-to-write upgrade.
+        Backend::Sqlite => store.pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => {
+            let mut tx = store.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(POSTGRES_MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            tx
+        }
+    };
+    sqlx::query(CREATE_LEDGER).execute(&mut *tx).await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>("version"))
+        .collect::<Result<_, _>>()?;
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if let Some(found) = applied.iter().copied().filter(|v| *v > known).max() {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let sql = match store.backend {
+            Backend::Sqlite => migration.sqlite,
+            Backend::Postgres => migration.postgres,
+        };
+        let failed = |source| StoreError::Migration {
+            version: migration.version,
+            name: migration.name,
+            source,
+        };
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(store.now())
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn current_version(pool: &AnyPool) -> Result<i64, StoreError> {
+    let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations")
+        .fetch_one(pool)
+        .await?;
+    Ok(row.try_get::<i64, _>("version")?)
+}

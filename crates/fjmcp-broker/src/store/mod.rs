@@ -1,0 +1,174 @@
+//! Persistence: one [`Store`] API with domain methods over SQLite or PostgreSQL.
+//!
+//! Invariants: only this module knows SQL or the schema; callers hand in and get
+//! back domain values (plaintext Forgejo tokens go in and come out as
+//! [`secrecy::SecretString`]s, sealed on the way to the database with the row's
+//! identity as associated data). Every statement is written once, in the dialect
+//! both backends accept (`$1` placeholders, `ON CONFLICT`, `RETURNING`); where they
+//! differ, [`Backend`] picks the variant.
+
+mod audit;
+mod clients;
+mod grants;
+mod migrations;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor};
+
+pub use audit::AuditEvent;
+pub use clients::{ClientKind, ClientRecord, NewClient};
+pub use grants::{GrantRecord, NewGrant};
+pub use users::{UpstreamCredential, UserIdentity, UserRecord};
+
+use crate::clock::Clock;
+use crate::config::StoreLocation;
+use crate::crypto::{OpenError, Sealer};
+
+/// Which database the store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Lower-case name for logs and health output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// What went wrong in the store. The HTTP edge maps these to 5xx (the client
+/// did nothing wrong); the log gets the cause.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
+    #[error(
+        "the database schema is at version {found}, newer than this broker knows ({known}); upgrade the broker"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    #[error("sealed credential cannot be opened: {0}")]
+    Sealed(#[from] OpenError),
+}
+
+/// The broker's persistent state.
+#[derive(Clone)]
+pub struct Store {
+    /// Connection pool; `Any` so one set of statements serves both backends.
+    pool: AnyPool,
+    /// Which backend the pool talks to, for the few dialect differences.
+    backend: Backend,
+    /// Seals Forgejo tokens before they reach the database.
+    sealer: Arc<Sealer>,
+    /// Source of "now" for every timestamp the store writes or compares.
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects and applies pending migrations (each in its own transaction).
+    pub async fn open(
+        location: &StoreLocation,
+        sealer: Arc<Sealer>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (url, backend, max_connections) = match location {
+            StoreLocation::Sqlite(path) => (
+                format!("sqlite://{}?mode=rwc", path.display()),
+                Backend::Sqlite,
+                4,
+            ),
+            StoreLocation::Postgres(url) => {
+                (url.expose_secret().to_string(), Backend::Postgres, 10)
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers proceed during a write; the busy timeout makes
+                        // concurrent writers wait instead of failing; foreign keys are off
+                        // by default in SQLite and the schema relies on them.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await?;
+        let store = Store {
+            pool,
+            backend,
+            sealer,
+            clock,
+        };
+        migrations::apply(&store).await?;
+        Ok(store)
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Answers whether the database is reachable and usable (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection; later calls fail.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The schema version the database is at.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        migrations::current_version(&self.pool).await
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
+
+/// Reads a column that the schema guarantees, turning a mismatch into
+/// [`StoreError::Corrupt`] rather than a panic.
+fn column<'r, T>(row: &'r AnyRow, name: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row;
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+}

@@ -1,0 +1,1 @@
+//! Starting the real `fjmcp-broker` binary for tests.
