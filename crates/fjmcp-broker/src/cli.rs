@@ -135,9 +135,15 @@ mod tests {
                 .and_then(|a| a.get_help())
                 .map(|h| h.to_string())
                 .unwrap_or_default();
-            assert!(help.contains(setting.env), "help of {} lacks {}", setting.flag, setting.env);
+            assert!(
+                help.contains(setting.env),
+                "help of {} lacks {}",
+                setting.flag,
+                setting.env
+            );
         }
-        let parsed = Cli::try_parse_from(["fjmcp-broker", "serve", "--listen", "127.0.0.1:1"]).unwrap();
+        let parsed =
+            Cli::try_parse_from(["fjmcp-broker", "serve", "--listen", "127.0.0.1:1"]).unwrap();
         assert_eq!(
             parsed.command.flags().given(),
             vec![(settings::LISTEN, "127.0.0.1:1".to_string())]

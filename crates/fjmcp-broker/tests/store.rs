@@ -72,17 +72,22 @@ async fn a_schema_newer_than_the_broker_is_refused() {
             StoreLocation::Postgres(url) => url.expose_secret().to_string(),
         };
         let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         pool.close().await;
         let sealer = std::sync::Arc::new(fjmcp_broker::crypto::Sealer::new(
             fjmcp_broker::crypto::SealingKey::from_bytes([1; 32]),
         ));
         let clock = std::sync::Arc::new(ManualClock::at(0));
         match fjmcp_broker::store::Store::open(&db.location, sealer, clock).await {
-            Err(StoreError::SchemaTooNew { found: 999, known: 1 }) => {}
+            Err(StoreError::SchemaTooNew {
+                found: 999,
+                known: 1,
+            }) => {}
             other => panic!("{}: expected SchemaTooNew, got {other:?}", db.label),
         }
     }
@@ -158,7 +163,10 @@ async fn the_sqlite_file_never_holds_a_token_in_plaintext() {
     let db = TestDatabase::sqlite();
     let store = db.open().await;
     store
-        .save_upstream_credential(&alice(), &credential("PLAINTEXT-ACCESS-TOKEN", "PLAINTEXT-REFRESH"))
+        .save_upstream_credential(
+            &alice(),
+            &credential("PLAINTEXT-ACCESS-TOKEN", "PLAINTEXT-REFRESH"),
+        )
         .await
         .unwrap();
     store.close().await;
@@ -184,8 +192,20 @@ async fn a_dead_credential_is_not_handed_out_until_the_user_signs_in_again() {
             .await
             .unwrap();
         assert!(store.mark_credential_dead("1").await.unwrap());
-        assert!(store.upstream_credential("1").await.unwrap().is_none(), "{}", db.label);
-        assert!(store.user("1").await.unwrap().unwrap().credential_dead_at.is_some());
+        assert!(
+            store.upstream_credential("1").await.unwrap().is_none(),
+            "{}",
+            db.label
+        );
+        assert!(
+            store
+                .user("1")
+                .await
+                .unwrap()
+                .unwrap()
+                .credential_dead_at
+                .is_some()
+        );
         let generation = store
             .save_upstream_credential(&alice(), &credential("a2", "r2"))
             .await
@@ -216,11 +236,19 @@ async fn grants_are_created_listed_and_revoked_once() {
         let g1 = store.create_grant(&new("c1")).await.unwrap();
         let g2 = store.create_grant(&new("c2")).await.unwrap();
         assert_ne!(g1.id, g2.id);
-        assert_eq!(store.grant(&g1.id).await.unwrap().unwrap(), g1, "{}", db.label);
+        assert_eq!(
+            store.grant(&g1.id).await.unwrap().unwrap(),
+            g1,
+            "{}",
+            db.label
+        );
         assert_eq!(store.live_grants_of_user("1").await.unwrap().len(), 2);
 
         assert!(store.revoke_grant(&g1.id).await.unwrap());
-        assert!(!store.revoke_grant(&g1.id).await.unwrap(), "second revoke is a no-op");
+        assert!(
+            !store.revoke_grant(&g1.id).await.unwrap(),
+            "second revoke is a no-op"
+        );
         assert!(!store.revoke_grant("unknown").await.unwrap());
         assert!(!store.grant(&g1.id).await.unwrap().unwrap().is_live());
         let live = store.live_grants_of_user("1").await.unwrap();
@@ -239,7 +267,10 @@ async fn foreign_keys_are_enforced() {
             resource: "https://mcp.example.com/mcp".into(),
         };
         assert!(
-            matches!(store.create_grant(&orphan).await, Err(StoreError::Database(_))),
+            matches!(
+                store.create_grant(&orphan).await,
+                Err(StoreError::Database(_))
+            ),
             "{}: a grant for an unknown user and client must be refused",
             db.label
         );
@@ -258,8 +289,16 @@ async fn consents_are_recorded_per_user_and_client() {
         assert_eq!(store.consent("1", "c1").await.unwrap(), None);
         store.record_consent("1", "c1", "mcp").await.unwrap();
         store.record_consent("1", "c1", "mcp extra").await.unwrap();
-        assert_eq!(store.consent("1", "c1").await.unwrap().as_deref(), Some("mcp extra"));
-        assert_eq!(store.consent("1", "c2").await.unwrap(), None, "{}", db.label);
+        assert_eq!(
+            store.consent("1", "c1").await.unwrap().as_deref(),
+            Some("mcp extra")
+        );
+        assert_eq!(
+            store.consent("1", "c2").await.unwrap(),
+            None,
+            "{}",
+            db.label
+        );
     }
 }
 
@@ -284,7 +323,10 @@ async fn audit_events_come_back_newest_first() {
         assert_eq!(recent.len(), 2, "{}", db.label);
         assert_eq!(recent[0].0, 12);
         assert_eq!(recent[0].1.kind, "grant.revoked");
-        assert_eq!(recent[1].1.detail, serde_json::json!({ "why": "consent.granted" }));
+        assert_eq!(
+            recent[1].1.detail,
+            serde_json::json!({ "why": "consent.granted" })
+        );
     }
 }
 

@@ -348,9 +348,7 @@ impl Validator<'_> {
         });
         let store = self.parse(STORE, parse_store);
         let forgejo_url = self.required(FORGEJO_URL, parse_forgejo_url);
-        let client_id = self.required(FORGEJO_CLIENT_ID, |s| {
-            non_empty(s).map(str::to_string)
-        });
+        let client_id = self.required(FORGEJO_CLIENT_ID, |s| non_empty(s).map(str::to_string));
         let client_secret = self.client_secret();
         let command = self.parse(CHILD_COMMAND, parse_command);
         let env_allow_list = self.parse(CHILD_ENV, parse_env_names);
@@ -465,11 +463,11 @@ impl Validator<'_> {
         };
         // Check an existing or required key file now, so a bad one is reported with
         // every other problem instead of after the store has been opened.
-        if key_file.path.exists() || !key_file.generate_if_missing {
-            if let Err(e) = SealingKey::load(&key_file.path) {
-                self.problems.push(e.to_string());
-                return None;
-            }
+        if (key_file.path.exists() || !key_file.generate_if_missing)
+            && let Err(e) = SealingKey::load(&key_file.path)
+        {
+            self.problems.push(e.to_string());
+            return None;
         }
         Some(key_file)
     }
@@ -503,9 +501,7 @@ pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
 
 fn parse_public_url(s: &str) -> Result<PublicUrl, String> {
     let url = Url::parse(s.trim()).map_err(|e| format!("`{s}` is not a URL: {e}"))?;
-    let host = url
-        .host()
-        .ok_or_else(|| format!("`{s}` has no host"))?;
+    let host = url.host().ok_or_else(|| format!("`{s}` has no host"))?;
     match url.scheme() {
         "https" => {}
         "http" if is_loopback_host(&host) => {}

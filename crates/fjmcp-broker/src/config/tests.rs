@@ -32,7 +32,10 @@ fn defaults_apply_and_required_settings_parse() {
     let dir = tempfile::tempdir().unwrap();
     let (config, _) = load(&[], None, &required_env(dir.path())).unwrap();
     assert_eq!(config.public_url.as_str(), "https://mcp.example.com");
-    assert_eq!(config.public_url.join("/mcp"), "https://mcp.example.com/mcp");
+    assert_eq!(
+        config.public_url.join("/mcp"),
+        "https://mcp.example.com/mcp"
+    );
     assert_eq!(config.forgejo.url, "https://forgejo.example.com");
     assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(
@@ -110,7 +113,9 @@ fn public_url_must_be_https_or_loopback_http_without_path() {
         assert!(parse_public_url(ok).is_ok(), "{ok}");
     }
     assert_eq!(
-        parse_public_url("https://MCP.example.com/").unwrap().as_str(),
+        parse_public_url("https://MCP.example.com/")
+            .unwrap()
+            .as_str(),
         "https://mcp.example.com"
     );
     for bad in [
@@ -128,8 +133,12 @@ fn public_url_must_be_https_or_loopback_http_without_path() {
 
 #[test]
 fn store_urls() {
-    assert!(matches!(parse_store("sqlite:/tmp/x.db"), Ok(StoreLocation::Sqlite(p)) if p == Path::new("/tmp/x.db")));
-    assert!(matches!(parse_store("sqlite://rel.db"), Ok(StoreLocation::Sqlite(p)) if p == Path::new("rel.db")));
+    assert!(
+        matches!(parse_store("sqlite:/tmp/x.db"), Ok(StoreLocation::Sqlite(p)) if p == Path::new("/tmp/x.db"))
+    );
+    assert!(
+        matches!(parse_store("sqlite://rel.db"), Ok(StoreLocation::Sqlite(p)) if p == Path::new("rel.db"))
+    );
     assert!(matches!(
         parse_store("postgres://u:pw@127.0.0.1/db"),
         Ok(StoreLocation::Postgres(_))
@@ -143,9 +152,15 @@ fn store_urls() {
 fn postgres_requires_an_explicit_sealing_key() {
     let dir = tempfile::tempdir().unwrap();
     let mut e = required_env(dir.path());
-    e.insert("FJMCP_STORE".into(), "postgres://postgres@127.0.0.1/test".into());
+    e.insert(
+        "FJMCP_STORE".into(),
+        "postgres://postgres@127.0.0.1/test".into(),
+    );
     let p = problems(load(&[], None, &e));
-    assert!(p.iter().any(|m| m.contains("sealing_key_file is required with a PostgreSQL store")));
+    assert!(
+        p.iter()
+            .any(|m| m.contains("sealing_key_file is required with a PostgreSQL store"))
+    );
 }
 
 #[test]
@@ -161,7 +176,10 @@ fn an_open_or_malformed_key_file_is_reported_with_the_other_problems() {
     let p = problems(load(&[], None, &e));
     assert_eq!(p.len(), 2, "{p:?}");
     assert!(p.iter().any(|m| m.contains("chmod 600")));
-    assert!(p.iter().any(|m| m.contains("listen (from environment FJMCP_LISTEN)")));
+    assert!(
+        p.iter()
+            .any(|m| m.contains("listen (from environment FJMCP_LISTEN)"))
+    );
 }
 
 #[test]
@@ -171,7 +189,10 @@ fn client_secret_from_file_and_conflicts() {
     std::fs::write(&secret, "from-file\n").unwrap();
     let mut e = required_env(dir.path());
     e.remove("FJMCP_FORGEJO_CLIENT_SECRET");
-    e.insert("FJMCP_FORGEJO_CLIENT_SECRET_FILE".into(), secret.display().to_string());
+    e.insert(
+        "FJMCP_FORGEJO_CLIENT_SECRET_FILE".into(),
+        secret.display().to_string(),
+    );
     let (config, layers) = load(&[], None, &e).unwrap();
     assert_eq!(config.forgejo.client_secret.expose_secret(), "from-file");
     assert!(!describe(&layers).contains("from-file"));
@@ -187,7 +208,10 @@ fn describe_redacts_secrets_and_store_passwords() {
     let key = dir.path().join("k");
     SealingKey::generate(&key).unwrap();
     let mut e = required_env(dir.path());
-    e.insert("FJMCP_STORE".into(), "postgres://app:hunter2@db.internal/broker".into());
+    e.insert(
+        "FJMCP_STORE".into(),
+        "postgres://app:hunter2@db.internal/broker".into(),
+    );
     e.insert("FJMCP_SEALING_KEY_FILE".into(), key.display().to_string());
     let (config, layers) = load(&[], None, &e).unwrap();
     let text = describe(&layers);
@@ -206,8 +230,15 @@ fn file_problems_are_reported() {
     std::fs::write(&file, "lisen = \"x\"\nmax_body_size = true\n").unwrap();
     let p = problems(load(&[], Some(&file), &required_env(dir.path())));
     assert!(p.iter().any(|m| m.contains("unknown setting `lisen`")));
-    assert!(p.iter().any(|m| m.contains("`max_body_size` must be a string")));
-    let p = problems(load(&[], Some(&dir.path().join("absent.toml")), &required_env(dir.path())));
+    assert!(
+        p.iter()
+            .any(|m| m.contains("`max_body_size` must be a string"))
+    );
+    let p = problems(load(
+        &[],
+        Some(&dir.path().join("absent.toml")),
+        &required_env(dir.path()),
+    ));
     assert!(p[0].contains("absent.toml"));
 }
 
@@ -215,11 +246,20 @@ fn file_problems_are_reported() {
 fn child_command_and_env_names() {
     assert_eq!(
         parse_command(r#"/opt/forgejo-mcp --transport stdio --user-agent "fjmcp broker""#).unwrap(),
-        vec!["/opt/forgejo-mcp", "--transport", "stdio", "--user-agent", "fjmcp broker"]
+        vec![
+            "/opt/forgejo-mcp",
+            "--transport",
+            "stdio",
+            "--user-agent",
+            "fjmcp broker"
+        ]
     );
     assert!(parse_command("").is_err());
     assert!(parse_command("unterminated \"quote").is_err());
-    assert_eq!(parse_env_names("PATH, HOME,,SSL_CERT_FILE").unwrap(), vec!["PATH", "HOME", "SSL_CERT_FILE"]);
+    assert_eq!(
+        parse_env_names("PATH, HOME,,SSL_CERT_FILE").unwrap(),
+        vec!["PATH", "HOME", "SSL_CERT_FILE"]
+    );
     assert!(parse_env_names("PATH,1BAD").is_err());
     assert!(parse_env_names("FORGEJO_ACCESS_TOKEN").is_err());
 }

@@ -7,5 +7,5 @@
 mod sealing;
 mod tokens;
 
-pub use sealing::{KeyError, OpenError, SealContext, SealingKey, Sealer};
+pub use sealing::{KeyError, OpenError, SealContext, Sealer, SealingKey};
 pub use tokens::{SecretHash, constant_time_eq, hash_secret, mint_secret, random_id};

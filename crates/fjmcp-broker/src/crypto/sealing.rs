@@ -319,7 +319,10 @@ mod tests {
             sealer(3).open(&sealed, &ctx),
             Err(OpenError::UnknownKey(old.current_key_id()))
         );
-        assert_eq!(sealer(3).open(&sealed[..10], &ctx), Err(OpenError::Malformed));
+        assert_eq!(
+            sealer(3).open(&sealed[..10], &ctx),
+            Err(OpenError::Malformed)
+        );
     }
 
     #[test]
@@ -340,17 +343,26 @@ mod tests {
         let open = dir.path().join("open.key");
         fs::write(&open, "00".repeat(32)).unwrap();
         fs::set_permissions(&open, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(SealingKey::load(&open), Err(KeyError::TooOpen { mode: 0o644, .. })));
+        assert!(matches!(
+            SealingKey::load(&open),
+            Err(KeyError::TooOpen { mode: 0o644, .. })
+        ));
 
         let short = dir.path().join("short.key");
         fs::write(&short, "abcd").unwrap();
         fs::set_permissions(&short, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(SealingKey::load(&short), Err(KeyError::Malformed { .. })));
+        assert!(matches!(
+            SealingKey::load(&short),
+            Err(KeyError::Malformed { .. })
+        ));
 
         let raw = dir.path().join("raw.key");
         fs::write(&raw, [9u8; 32]).unwrap();
         fs::set_permissions(&raw, fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(SealingKey::load(&raw).unwrap().id_hex(), SealingKey::from_bytes([9; 32]).id_hex());
+        assert_eq!(
+            SealingKey::load(&raw).unwrap().id_hex(),
+            SealingKey::from_bytes([9; 32]).id_hex()
+        );
 
         assert!(matches!(
             SealingKey::load(&dir.path().join("missing.key")),

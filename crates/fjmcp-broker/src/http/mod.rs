@@ -8,10 +8,10 @@ mod errors;
 mod health;
 mod request_id;
 
-use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 use http::{HeaderName, StatusCode, header};
+use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};

@@ -87,13 +87,12 @@ impl Store {
     pub async fn revoke_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
         let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(grant_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        let done =
+            sqlx::query("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(grant_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
@@ -135,7 +134,11 @@ impl Store {
     }
 
     /// The scopes the user approved for the client, if they ever did.
-    pub async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         sqlx::query("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
             .bind(user_id)
             .bind(client_id)

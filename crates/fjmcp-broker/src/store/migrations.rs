@@ -67,13 +67,15 @@ pub(super) async fn apply(store: &Store) -> Result<(), StoreError> {
             source,
         };
         sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(failed)?;
-        sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-            .bind(migration.version)
-            .bind(migration.name)
-            .bind(store.now())
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(store.now())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed)?;
         tracing::info!(
             version = migration.version,
             name = migration.name,

@@ -1,5 +1,5 @@
 //! Fixtures shared by the integration tests.
 #![allow(dead_code)]
 
-pub mod databases;
 pub mod broker;
+pub mod databases;
