@@ -55,7 +55,11 @@ pub fn complete(params: &Value) -> Result<Value, RpcError> {
                 }
             }
         }
-        _ => return Err(RpcError::invalid_params("ref.type must be ref/prompt or ref/resource")),
+        _ => {
+            return Err(RpcError::invalid_params(
+                "ref.type must be ref/prompt or ref/resource",
+            ));
+        }
     };
 
     let values: Vec<&str> = candidates

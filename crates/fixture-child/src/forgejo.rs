@@ -94,8 +94,7 @@ impl Forgejo {
             .await
             .map_err(|e| ForgejoError::Transport(e.without_url().to_string()))?;
         let status = response.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN
-        {
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(ForgejoError::Rejected(status.as_u16()));
         }
         if !status.is_success() {
@@ -124,6 +123,9 @@ mod tests {
         .unwrap();
         let debug = format!("{client:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
-        assert!(debug.contains("http://127.0.0.1:1\""), "trailing slash trimmed: {debug}");
+        assert!(
+            debug.contains("http://127.0.0.1:1\""),
+            "trailing slash trimmed: {debug}"
+        );
     }
 }

@@ -56,7 +56,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -95,18 +97,20 @@ async fn run(cli: Cli) -> ExitCode {
     }
     if cli.noise_on_stdout {
         let mut stdout = tokio::io::stdout();
-        let _ = stdout.write_all(b"fixture-child: this line is not JSON-RPC\n").await;
+        let _ = stdout
+            .write_all(b"fixture-child: this line is not JSON-RPC\n")
+            .await;
         let _ = stdout.flush().await;
     }
 
-    let mut sigterm =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                eprintln!("fixture-child: cannot install the SIGTERM handler: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let mut sigterm = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        Ok(signal) => signal,
+        Err(e) => {
+            eprintln!("fixture-child: cannot install the SIGTERM handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     tokio::select! {
         served = fixture_child::serve(tokio::io::stdin(), tokio::io::stdout(), options) => match served {
             Ok(()) => ExitCode::SUCCESS,

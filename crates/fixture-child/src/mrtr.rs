@@ -58,13 +58,21 @@ pub fn list_roots(params: &Value) -> Result<Value, RpcError> {
     if let Some(answer) = response(responses, "client_roots") {
         return Ok(tool_text(format!("Found {} root(s)", roots_count(answer))));
     }
-    Ok(input_required(json!({ "client_roots": list_roots_request() }), None))
+    Ok(input_required(
+        json!({ "client_roots": list_roots_request() }),
+        None,
+    ))
 }
 
 /// `test_input_required_result_request_state`: asks for a confirmation together with a state
 /// that must come back unchanged.
 pub fn request_state(params: &Value, ctx: &RequestContext) -> Result<Value, RpcError> {
-    confirm_with_state(params, ctx, "request-state", "state-ok: requestState validated")
+    confirm_with_state(
+        params,
+        ctx,
+        "request-state",
+        "state-ok: requestState validated",
+    )
 }
 
 /// `test_input_required_result_tampered_state`: like `request_state`; the scenario alters the
@@ -116,7 +124,11 @@ pub fn multi_round(params: &Value, ctx: &RequestContext) -> Result<Value, RpcErr
         .as_ref()
         .and_then(|s| s.get("round"))
         .and_then(Value::as_u64);
-    match (round, response(responses, "step1"), response(responses, "step2")) {
+    match (
+        round,
+        response(responses, "step1"),
+        response(responses, "step2"),
+    ) {
         (Some(1), Some(step1), _) => {
             let name = elicited_text(step1, "name");
             Ok(input_required(
@@ -331,7 +343,10 @@ mod tests {
     fn elicitation_round_trip_and_input_validation() {
         let first = elicitation(&json!({})).unwrap();
         assert_eq!(first["resultType"], "input_required");
-        assert_eq!(first["inputRequests"]["user_name"]["method"], "elicitation/create");
+        assert_eq!(
+            first["inputRequests"]["user_name"]["method"],
+            "elicitation/create"
+        );
 
         let done = elicitation(&json!({ "inputResponses": {
             "user_name": accept(json!({ "name": "Alice" })),
@@ -340,7 +355,8 @@ mod tests {
         .unwrap();
         assert_eq!(done["content"][0]["text"], "Hello, Alice!");
 
-        let wrong_shape = elicitation(&json!({ "inputResponses": { "user_name": 12345 } })).unwrap();
+        let wrong_shape =
+            elicitation(&json!({ "inputResponses": { "user_name": 12345 } })).unwrap();
         assert_eq!(wrong_shape["resultType"], "input_required");
         let null = elicitation(&json!({ "inputResponses": null })).unwrap_err();
         assert_eq!(null.code, -32602);
@@ -362,7 +378,10 @@ mod tests {
             "inputResponses": { "confirm": accept(json!({ "ok": true })) },
             "requestState": format!("{state}-TAMPERED")
         });
-        assert_eq!(tampered_state(&tampered, &context).unwrap_err().code, -32602);
+        assert_eq!(
+            tampered_state(&tampered, &context).unwrap_err().code,
+            -32602
+        );
         // A valid state of another tool is refused too.
         assert_eq!(request_state(&good, &context).unwrap_err().code, -32602);
     }
@@ -399,8 +418,16 @@ mod tests {
         let params = json!({ "_meta": { META_CLIENT_CAPABILITIES: { "sampling": {} } } });
         let result = capabilities(&params, &ctx(&params)).unwrap();
         let requests = result["inputRequests"].as_object().unwrap();
-        assert!(requests.values().all(|r| r["method"] != "elicitation/create"));
-        assert!(requests.values().any(|r| r["method"] == "sampling/createMessage"));
+        assert!(
+            requests
+                .values()
+                .all(|r| r["method"] != "elicitation/create")
+        );
+        assert!(
+            requests
+                .values()
+                .any(|r| r["method"] == "sampling/createMessage")
+        );
     }
 
     #[test]
@@ -420,6 +447,9 @@ mod tests {
             &context,
         )
         .unwrap();
-        assert_eq!(r2["content"][0]["text"], "Name: Alice; Greeting: Hi!; Roots: 1");
+        assert_eq!(
+            r2["content"][0]["text"],
+            "Name: Alice; Greeting: Hi!; Roots: 1"
+        );
     }
 }

@@ -167,7 +167,10 @@ impl Peer {
         } else {
             json!({})
         };
-        self.session.lock().expect("session lock").client_capabilities = capabilities;
+        self.session
+            .lock()
+            .expect("session lock")
+            .client_capabilities = capabilities;
     }
 
     /// The capabilities the client declared in `initialize`.
@@ -312,7 +315,10 @@ impl RequestContext {
     /// capability if the operator said to assume them (a broker that initializes us with empty
     /// capabilities but relays server→client requests), else the handshake's.
     pub fn client_capabilities(&self) -> Value {
-        if let Some(caps) = self.meta(META_CLIENT_CAPABILITIES).filter(|c| c.is_object()) {
+        if let Some(caps) = self
+            .meta(META_CLIENT_CAPABILITIES)
+            .filter(|c| c.is_object())
+        {
             return caps.clone();
         }
         if self.peer.options().assume_client_capabilities {
@@ -421,9 +427,6 @@ mod tests {
         };
         let request = rx.recv().await.unwrap();
         peer.complete_client_request(&request["id"], Ok(json!({ "action": "decline" })));
-        assert_eq!(
-            waiter.await.unwrap(),
-            Ok(json!({ "action": "decline" }))
-        );
+        assert_eq!(waiter.await.unwrap(), Ok(json!({ "action": "decline" })));
     }
 }

@@ -132,7 +132,11 @@ fn arguments(params: &Value, spec: &PromptSpec) -> Result<Map<String, Value>, Rp
     let arguments = match params.get("arguments") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map.clone(),
-        Some(_) => return Err(RpcError::invalid_params("prompt arguments must be an object")),
+        Some(_) => {
+            return Err(RpcError::invalid_params(
+                "prompt arguments must be an object",
+            ));
+        }
     };
     for (name, _, required) in spec.arguments {
         match arguments.get(*name) {
@@ -184,7 +188,8 @@ mod tests {
             result["messages"][0]["content"]["text"],
             "Prompt with arguments: arg1='testValue1', arg2='testValue2'"
         );
-        let missing = get(&json!({ "name": "test_prompt_with_arguments", "arguments": { "arg1": "x" } }));
+        let missing =
+            get(&json!({ "name": "test_prompt_with_arguments", "arguments": { "arg1": "x" } }));
         assert_eq!(missing.unwrap_err().code, -32602);
         assert_eq!(get(&json!({ "name": "nope" })).unwrap_err().code, -32602);
     }

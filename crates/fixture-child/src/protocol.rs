@@ -58,7 +58,10 @@ impl RpcError {
 
     /// -32601 for `method`.
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(codes::METHOD_NOT_FOUND, format!("Method not found: {method}"))
+        Self::new(
+            codes::METHOD_NOT_FOUND,
+            format!("Method not found: {method}"),
+        )
     }
 
     /// -32602 with `message`.
@@ -142,7 +145,10 @@ fn classify(value: Value) -> Result<Incoming, Rejected> {
     let Value::Object(mut object) = value else {
         // Batches were removed from MCP in 2025-06-18; a bare array or scalar is answered with
         // one error rather than guessed at.
-        return Err(invalid(Value::Null, "Invalid Request: expected a JSON object"));
+        return Err(invalid(
+            Value::Null,
+            "Invalid Request: expected a JSON object",
+        ));
     };
     let id = object.remove("id");
     let id_is_valid = matches!(id, Some(Value::String(_)) | Some(Value::Number(_)));
@@ -152,7 +158,10 @@ fn classify(value: Value) -> Result<Incoming, Rejected> {
         Value::Null
     };
     if object.get("jsonrpc").and_then(Value::as_str) != Some(JSONRPC_VERSION) {
-        return Err(invalid(reply_id, "Invalid Request: jsonrpc must be \"2.0\""));
+        return Err(invalid(
+            reply_id,
+            "Invalid Request: jsonrpc must be \"2.0\"",
+        ));
     }
     match object.remove("method") {
         Some(Value::String(method)) => {
@@ -161,7 +170,10 @@ fn classify(value: Value) -> Result<Incoming, Rejected> {
                 && !p.is_object()
                 && !p.is_array()
             {
-                return Err(invalid(reply_id, "Invalid Request: params must be structured"));
+                return Err(invalid(
+                    reply_id,
+                    "Invalid Request: params must be structured",
+                ));
             }
             match id {
                 None => Ok(Incoming::Notification { method, params }),
@@ -172,7 +184,10 @@ fn classify(value: Value) -> Result<Incoming, Rejected> {
                 )),
             }
         }
-        Some(_) => Err(invalid(reply_id, "Invalid Request: method must be a string")),
+        Some(_) => Err(invalid(
+            reply_id,
+            "Invalid Request: method must be a string",
+        )),
         None => {
             let Some(id) = id.filter(|_| id_is_valid) else {
                 return Err(invalid(Value::Null, "Invalid Request: no method and no id"));
@@ -180,7 +195,12 @@ fn classify(value: Value) -> Result<Incoming, Rejected> {
             let outcome = match (object.remove("result"), object.remove("error")) {
                 (Some(result), None) => Ok(result),
                 (None, Some(error)) => Err(RpcError::from_json(&error)),
-                _ => return Err(invalid(id, "Invalid Request: response needs result or error")),
+                _ => {
+                    return Err(invalid(
+                        id,
+                        "Invalid Request: response needs result or error",
+                    ));
+                }
             };
             Ok(Incoming::Response { id, outcome })
         }
@@ -234,7 +254,9 @@ mod tests {
     #[test]
     fn notifications_and_responses_are_told_apart() {
         let n = parse_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
-        assert!(matches!(n, Incoming::Notification { method, .. } if method == "notifications/initialized"));
+        assert!(
+            matches!(n, Incoming::Notification { method, .. } if method == "notifications/initialized")
+        );
         let ok = parse_line(r#"{"jsonrpc":"2.0","id":3,"result":{"a":1}}"#).unwrap();
         assert_eq!(
             ok,
@@ -245,7 +267,9 @@ mod tests {
         );
         let err =
             parse_line(r#"{"jsonrpc":"2.0","id":3,"error":{"code":-1,"message":"no"}}"#).unwrap();
-        assert!(matches!(err, Incoming::Response { outcome: Err(e), .. } if e.code == -1 && e.message == "no"));
+        assert!(
+            matches!(err, Incoming::Response { outcome: Err(e), .. } if e.code == -1 && e.message == "no")
+        );
     }
 
     #[test]
@@ -258,10 +282,16 @@ mod tests {
         assert_eq!(batch.error.code, codes::INVALID_REQUEST);
 
         let version = parse_line(r#"{"jsonrpc":"1.0","id":5,"method":"ping"}"#).unwrap_err();
-        assert_eq!((version.id, version.error.code), (json!(5), codes::INVALID_REQUEST));
+        assert_eq!(
+            (version.id, version.error.code),
+            (json!(5), codes::INVALID_REQUEST)
+        );
 
         let bad_id = parse_line(r#"{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}"#).unwrap_err();
-        assert_eq!((bad_id.id, bad_id.error.code), (Value::Null, codes::INVALID_REQUEST));
+        assert_eq!(
+            (bad_id.id, bad_id.error.code),
+            (Value::Null, codes::INVALID_REQUEST)
+        );
 
         let scalar_params =
             parse_line(r#"{"jsonrpc":"2.0","id":1,"method":"ping","params":3}"#).unwrap_err();

@@ -24,7 +24,7 @@ impl StateSealer {
     /// A sealer with a fresh random key, so states from another process never verify.
     pub fn random() -> std::io::Result<Self> {
         let mut key = [0u8; 32];
-        getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+        getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(Self { key })
     }
 

@@ -92,11 +92,17 @@ impl Dispatcher {
     fn handle_line(&self, line: &str) {
         match protocol::parse_line(line) {
             Err(rejected) => {
-                tracing::warn!(code = rejected.error.code, "rejected input: {}", rejected.error.message);
+                tracing::warn!(
+                    code = rejected.error.code,
+                    "rejected input: {}",
+                    rejected.error.message
+                );
                 self.peer
                     .send(protocol::error_response(&rejected.id, &rejected.error));
             }
-            Ok(Incoming::Response { id, outcome }) => self.peer.complete_client_request(&id, outcome),
+            Ok(Incoming::Response { id, outcome }) => {
+                self.peer.complete_client_request(&id, outcome)
+            }
             Ok(Incoming::Notification { method, params }) => self.on_notification(&method, params),
             Ok(Incoming::Request { id, method, params }) => self.on_request(id, method, params),
         }

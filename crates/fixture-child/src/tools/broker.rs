@@ -42,7 +42,9 @@ pub async fn sleep(args: &Map<String, Value>) -> Value {
         return tool_error("Invalid arguments: `ms` must be a non-negative integer");
     };
     if ms > MAX_SLEEP_MS {
-        return tool_error(format!("Invalid arguments: `ms` must be at most {MAX_SLEEP_MS}"));
+        return tool_error(format!(
+            "Invalid arguments: `ms` must be at most {MAX_SLEEP_MS}"
+        ));
     }
     tokio::time::sleep(Duration::from_millis(ms)).await;
     tool_text(format!("slept {ms} ms"))

@@ -80,11 +80,7 @@ pub async fn with_progress(ctx: &RequestContext) -> Value {
         if i > 0 {
             tokio::time::sleep(STEP_DELAY).await;
         }
-        ctx.progress(
-            progress,
-            100,
-            &format!("Completed step {progress} of 100"),
-        );
+        ctx.progress(progress, 100, &format!("Completed step {progress} of 100"));
     }
     match ctx.progress_token() {
         Some(Value::String(token)) => tool_text(token.clone()),
@@ -123,7 +119,11 @@ pub async fn sampling(args: &Map<String, Value>, ctx: &RequestContext) -> Value 
         "messages": [ { "role": "user", "content": { "type": "text", "text": prompt } } ],
         "maxTokens": 100
     });
-    match ctx.peer().request_client("sampling/createMessage", params).await {
+    match ctx
+        .peer()
+        .request_client("sampling/createMessage", params)
+        .await
+    {
         Ok(result) => {
             let text = result
                 .pointer("/content/text")
@@ -243,7 +243,11 @@ async fn elicit(ctx: &RequestContext, message: &str, schema: Value, label: &str)
         );
     }
     let params = json!({ "message": message, "requestedSchema": schema });
-    match ctx.peer().request_client("elicitation/create", params).await {
+    match ctx
+        .peer()
+        .request_client("elicitation/create", params)
+        .await
+    {
         Ok(result) => {
             let action = result
                 .get("action")

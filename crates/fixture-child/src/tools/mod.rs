@@ -154,7 +154,9 @@ impl Tool {
             }
             Tool::Sampling => "Tests server-initiated sampling (LLM completion request)",
             Tool::Elicitation => "Tests server-initiated elicitation (user input request)",
-            Tool::ElicitationSep1034Defaults => "Tests elicitation with default values per SEP-1034",
+            Tool::ElicitationSep1034Defaults => {
+                "Tests elicitation with default values per SEP-1034"
+            }
             Tool::ElicitationSep1330Enums => {
                 "Tests elicitation with enum schema improvements per SEP-1330"
             }
@@ -169,11 +171,15 @@ impl Tool {
             Tool::InputRequiredElicitation => {
                 "MRTR: returns InputRequiredResult with elicitation request"
             }
-            Tool::InputRequiredSampling => "MRTR: returns InputRequiredResult with sampling request",
+            Tool::InputRequiredSampling => {
+                "MRTR: returns InputRequiredResult with sampling request"
+            }
             Tool::InputRequiredListRoots => {
                 "MRTR: returns InputRequiredResult with roots/list request"
             }
-            Tool::InputRequiredRequestState => "MRTR: returns InputRequiredResult with requestState",
+            Tool::InputRequiredRequestState => {
+                "MRTR: returns InputRequiredResult with requestState"
+            }
             Tool::InputRequiredMultipleInputs => {
                 "MRTR: returns InputRequiredResult with multiple input requests"
             }
@@ -188,7 +194,9 @@ impl Tool {
             Tool::EnvNames => "Returns the sorted names (not values) of this process's environment",
             Tool::Sleep => "Sleeps for `ms` milliseconds, then answers; honours cancellation",
             Tool::Crash => "Exits the process immediately with status 3, without answering",
-            Tool::TriggerListChanged => "Sends tools, resources and prompts list_changed notifications",
+            Tool::TriggerListChanged => {
+                "Sends tools, resources and prompts list_changed notifications"
+            }
             Tool::Echo => "Returns its `text` argument",
         }
     }
@@ -255,8 +263,8 @@ pub async fn call(params: &Value, ctx: &RequestContext) -> Result<Value, RpcErro
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| RpcError::invalid_params("tools/call needs a string `name`"))?;
-    let tool =
-        Tool::from_name(name).ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
+    let tool = Tool::from_name(name)
+        .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
     let args = match params.get("arguments") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map.clone(),
