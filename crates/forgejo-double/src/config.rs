@@ -226,7 +226,10 @@ mod tests {
 
     #[test]
     fn redirect_uris_match_like_forgejo() {
-        let public = App::public("p", &["http://127.0.0.1/callback", "https://app.example/cb"]);
+        let public = App::public(
+            "p",
+            &["http://127.0.0.1/callback", "https://app.example/cb"],
+        );
         assert!(public.accepts_redirect_uri("http://127.0.0.1/callback"));
         assert!(public.accepts_redirect_uri("http://127.0.0.1:49152/callback"));
         assert!(public.accepts_redirect_uri("HTTPS://APP.example/cb/"));

@@ -64,7 +64,10 @@ impl FromStr for Endpoint {
             .find(|e| e.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Endpoint::ALL.iter().map(|e| e.name()).collect();
-                format!("unknown endpoint {s:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown endpoint {s:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }

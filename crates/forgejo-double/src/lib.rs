@@ -16,10 +16,15 @@
 //! - public clients must use PKCE, may use any port on a loopback redirect URI, and always see
 //!   a consent page; confidential clients get their code straight after sign-in.
 //!
-//! Where it deliberately differs, it is simpler or stricter, never more lenient: tokens are
-//! opaque random strings, not JWTs; no ID token is issued; the token endpoint insists on
-//! `redirect_uri` and checks it against the code's. Unknown refresh tokens get
-//! `invalid_grant`.
+//! Where it deliberately differs, it is simpler or stricter, never more lenient:
+//! - tokens are opaque random strings (`fgj_at_…`, `fgj_rt_…`), not JWTs, and no ID token is
+//!   issued;
+//! - the token endpoint insists on `redirect_uri` and checks it against the code's;
+//! - a refresh token it never issued gets `invalid_grant` (Forgejo: `unauthorized_client`
+//!   "unable to parse refresh token"), a wrong client secret always `invalid_client` (Forgejo
+//!   answers `unauthorized_client` on the code grant), a missing `grant_type`
+//!   `invalid_request` (Forgejo: `unsupported_grant_type`). Clients should treat all of these
+//!   as final anyway.
 //!
 //! Tests steer it through the handle: add users and apps, switch auto-login on, inject
 //! faults, move its clock forward to expire tokens without sleeping, revoke grants, and read
@@ -42,6 +47,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod clock;
 mod config;
@@ -60,7 +66,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{App, Config, DEFAULT_ACCESS_TOKEN_LIFETIME, DEFAULT_REFRESH_TOKEN_LIFETIME, User};
+pub use config::{
+    App, Config, DEFAULT_ACCESS_TOKEN_LIFETIME, DEFAULT_REFRESH_TOKEN_LIFETIME, User,
+};
 pub use faults::{Endpoint, Fault};
 pub use state::TokenStats;
 
@@ -113,7 +121,8 @@ impl ForgejoDouble {
         let state = Arc::new(DoubleState::new(format!("http://{addr}"), config));
         let app = routes::router(state.clone());
         let stop = CancellationToken::new();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
         let task = tokio::spawn(async move { serve.await });
         Ok(ForgejoDouble {
             inner: Arc::new(Running {

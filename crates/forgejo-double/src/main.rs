@@ -3,7 +3,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,11 +11,12 @@ use std::time::Duration;
 use clap::{CommandFactory as _, Parser};
 use forgejo_double::{App, Config, ForgejoDouble, User};
 
-/// A test double of Forgejo's OAuth2 provider and a little of its API (/login/oauth/*,
-/// /api/v1/user, /api/v1/version), steerable over HTTP under /_double/.
+/// A test double of Forgejo's OAuth2 provider and a little of its API, FOR TRYING AND TESTING
+/// ONLY.
 ///
-/// FOR TRYING AND TESTING ONLY: plain-text passwords, no TLS, an unauthenticated control API.
-/// It listens on loopback only.
+/// Serves /login/oauth/*, /api/v1/user and /api/v1/version like Forgejo, and is steerable over
+/// HTTP under /_double/. Plain-text passwords, no TLS, an unauthenticated control API: never
+/// expose it. It listens on loopback only.
 ///
 /// Prints "forgejo-double listening on http://ADDR" to stdout once it accepts connections;
 /// logs go to stderr (RUST_LOG sets the level). Stops cleanly on SIGINT or SIGTERM.
@@ -133,14 +134,12 @@ async fn main() -> ExitCode {
     let config = match args.config() {
         Ok(config) => config,
         Err(problems) => Args::command()
-            .error(
-                clap::error::ErrorKind::ValueValidation,
-                problems.join("\n"),
-            )
+            .error(clap::error::ErrorKind::ValueValidation, problems.join("\n"))
             .exit(),
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

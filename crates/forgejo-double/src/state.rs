@@ -313,7 +313,13 @@ impl DoubleState {
     /// One more than the highest user id in use, for users added without an id.
     pub(crate) fn unused_user_id(&self) -> i64 {
         let inner = self.lock();
-        inner.users.iter().map(|u| u.id).max().unwrap_or(0).saturating_add(1)
+        inner
+            .users
+            .iter()
+            .map(|u| u.id)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
     }
 
     /// Whether a user with this login exists.
@@ -331,7 +337,10 @@ impl DoubleState {
         let login = inner.auto_login.as_deref()?;
         let user = inner.user_by_login(login);
         if user.is_none() {
-            tracing::warn!(login, "auto-login user does not exist; showing the login form");
+            tracing::warn!(
+                login,
+                "auto-login user does not exist; showing the login form"
+            );
         }
         user.map(|u| u.id)
     }
@@ -612,7 +621,10 @@ impl DoubleState {
         // Unknown strings, expired tokens and tokens of revoked grants all mean the grant is
         // gone as far as the client can tell.
         let no_grant = || OAuthError::new(ErrorCode::InvalidGrant, "grant does not exist");
-        let stored = inner.refresh_tokens.get(refresh_token).ok_or_else(no_grant)?;
+        let stored = inner
+            .refresh_tokens
+            .get(refresh_token)
+            .ok_or_else(no_grant)?;
         let (grant_id, counter) = (stored.grant_id, stored.counter);
         if now >= stored.expires_at {
             return Err(no_grant());
@@ -792,7 +804,8 @@ impl Inner {
         let Some(grant) = self.grants.get(&token.grant_id) else {
             return false;
         };
-        now < token.expires_at && (!self.invalidate_refresh_tokens || grant.counter == token.counter)
+        now < token.expires_at
+            && (!self.invalidate_refresh_tokens || grant.counter == token.counter)
     }
 
     /// Issues an access and a refresh token for a grant, bumping its counter first when
@@ -894,7 +907,10 @@ mod tests {
         let second = state.refresh(&app, &first.refresh_token).unwrap();
         let err = state.refresh(&app, &first.refresh_token).unwrap_err();
         assert_eq!(err.code, ErrorCode::UnauthorizedClient);
-        assert_eq!(state.valid_refresh_tokens("alice"), vec![second.refresh_token]);
+        assert_eq!(
+            state.valid_refresh_tokens("alice"),
+            vec![second.refresh_token]
+        );
         assert_eq!(state.token_stats().refresh_reuse, 1);
     }
 

@@ -75,7 +75,9 @@ pub(super) async fn login(State(state): State<Shared>, body: Bytes) -> Response 
 /// `POST /login/oauth/grant`: the consent page's Approve (`granted=true`) or Cancel.
 pub(super) async fn grant(State(state): State<Shared>, body: Bytes) -> Response {
     let params = Params::from_urlencoded(&body);
-    let Some((user_id, request)) = params.get("consent_id").and_then(|id| state.take_consent(id))
+    let Some((user_id, request)) = params
+        .get("consent_id")
+        .and_then(|id| state.take_consent(id))
     else {
         let error = OAuthError::new(
             ErrorCode::InvalidRequest,

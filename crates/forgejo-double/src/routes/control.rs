@@ -108,9 +108,7 @@ async fn advance_clock(
     State(state): State<Shared>,
     Json(request): Json<AdvanceRequest>,
 ) -> Response {
-    let offset = state
-        .clock()
-        .advance(Duration::from_secs(request.seconds));
+    let offset = state.clock().advance(Duration::from_secs(request.seconds));
     Json(json!({ "offset_seconds": offset.as_secs() })).into_response()
 }
 

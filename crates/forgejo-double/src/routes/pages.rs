@@ -47,7 +47,11 @@ fn page(title: &str, body: &str) -> String {
 pub(super) fn login(carried: &[(&str, &str)], user_name: &str, error: Option<&str>) -> String {
     let mut body = String::from("<h1>Sign in</h1>\n");
     if let Some(error) = error {
-        let _ = writeln!(body, "<p class=\"error\" role=\"alert\">{}</p>", escape(error));
+        let _ = writeln!(
+            body,
+            "<p class=\"error\" role=\"alert\">{}</p>",
+            escape(error)
+        );
     }
     body.push_str("<form method=\"post\" action=\"/user/login\">\n");
     for (name, value) in carried {

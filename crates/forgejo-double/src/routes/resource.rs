@@ -64,7 +64,9 @@ pub(super) async fn introspect(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token = Params::from_urlencoded(&body).owned("token").unwrap_or_default();
+    let token = Params::from_urlencoded(&body)
+        .owned("token")
+        .unwrap_or_default();
     let result = match basic_auth(&headers) {
         Ok(Some((id, secret))) => state.introspect(&id, &secret, &token),
         _ => Err(()),

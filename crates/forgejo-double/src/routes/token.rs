@@ -38,7 +38,9 @@ pub(super) async fn access_token(
 fn handle(state: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<IssuedTokens, OAuthError> {
     let params = parse_body(headers, body)?;
     let credentials = client_credentials(headers, &params)?;
-    let grant_type = params.get("grant_type").ok_or_else(|| missing("grant_type"))?;
+    let grant_type = params
+        .get("grant_type")
+        .ok_or_else(|| missing("grant_type"))?;
     if !matches!(grant_type, "authorization_code" | "refresh_token") {
         return Err(OAuthError::new(
             ErrorCode::UnsupportedGrantType,
@@ -128,7 +130,8 @@ pub(super) fn basic_auth(headers: &HeaderMap) -> Result<Option<(String, String)>
     if !scheme.eq_ignore_ascii_case("basic") {
         return Ok(None);
     }
-    let unparsable = || OAuthError::new(ErrorCode::InvalidRequest, "cannot parse basic auth header");
+    let unparsable =
+        || OAuthError::new(ErrorCode::InvalidRequest, "cannot parse basic auth header");
     let decoded = STANDARD.decode(encoded.trim()).map_err(|_| unparsable())?;
     let decoded = String::from_utf8(decoded).map_err(|_| unparsable())?;
     let (id, secret) = decoded.split_once(':').ok_or_else(unparsable)?;
@@ -143,7 +146,10 @@ mod tests {
     fn basic(id: &str, secret: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         let value = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(&value).unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&value).unwrap(),
+        );
         headers
     }
 
