@@ -338,3 +338,428 @@ async fn a_closed_store_fails_its_ping() {
         assert!(store.ping().await.is_err(), "{}", db.label);
     }
 }
+
+mod oauth_state {
+    use super::*;
+    use fjmcp_broker::store::{
+        CodeRedemption, NewAuthorizationCode, NewPendingAuthorization, NewTokenPair,
+        RefreshOutcome, Store,
+    };
+
+    async fn with_user_and_client(db: &TestDatabase, clock: ManualClock) -> Store {
+        let store = db.open_with(1, clock).await;
+        store.put_client(&client("c1")).await.unwrap();
+        store.put_client(&client("c2")).await.unwrap();
+        store
+            .save_upstream_credential(&alice(), &credential("a", "r"))
+            .await
+            .unwrap();
+        store
+    }
+
+    fn pending(state: &str, expires_at: i64) -> NewPendingAuthorization {
+        NewPendingAuthorization {
+            state_hash: hash_secret(state),
+            client_id: "c1".into(),
+            redirect_uri: "https://claude.ai/api/mcp/auth_callback".into(),
+            client_state: Some("client-state".into()),
+            code_challenge: "challenge".into(),
+            scopes: "mcp".into(),
+            resource: "https://mcp.example.com/mcp".into(),
+            upstream_verifier: SecretString::from("upstream-verifier".to_string()),
+            expires_at,
+        }
+    }
+
+    fn code(code: &str, client: &str) -> NewAuthorizationCode {
+        NewAuthorizationCode {
+            code_hash: hash_secret(code),
+            grant: NewGrant {
+                user_id: "1".into(),
+                client_id: client.into(),
+                scopes: "mcp".into(),
+                resource: "https://mcp.example.com/mcp".into(),
+            },
+            redirect_uri: "https://claude.ai/api/mcp/auth_callback".into(),
+            code_challenge: "challenge".into(),
+            expires_at: 1_060,
+        }
+    }
+
+    fn pair(access: &str, refresh: &str) -> NewTokenPair {
+        NewTokenPair {
+            access_hash: hash_secret(access),
+            access_expires_at: 1_000 + 3_600,
+            refresh: Some((hash_secret(refresh), 1_000 + 86_400)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_callback_state_is_single_use_and_expires() {
+        for db in TestDatabase::all().await {
+            let clock = ManualClock::at(1_000);
+            let store = with_user_and_client(&db, clock.clone()).await;
+            store
+                .create_pending_authorization(&pending("s1", 1_600))
+                .await
+                .unwrap();
+            store
+                .create_pending_authorization(&pending("s2", 1_600))
+                .await
+                .unwrap();
+
+            let claimed = store
+                .claim_pending_for_callback(&hash_secret("s1"))
+                .await
+                .unwrap()
+                .expect(db.label);
+            assert_eq!(
+                claimed.request.upstream_verifier.expose_secret(),
+                "upstream-verifier"
+            );
+            assert_eq!(
+                claimed.request.client_state.as_deref(),
+                Some("client-state")
+            );
+            assert!(
+                store
+                    .claim_pending_for_callback(&hash_secret("s1"))
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "replay"
+            );
+            assert!(
+                store
+                    .claim_pending_for_callback(&hash_secret("forged"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            clock.advance(600);
+            assert!(
+                store
+                    .claim_pending_for_callback(&hash_secret("s2"))
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "expired"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn consent_needs_the_matching_csrf_value_and_is_answered_once() {
+        for db in TestDatabase::all().await {
+            let store = with_user_and_client(&db, ManualClock::at(1_000)).await;
+            store
+                .create_pending_authorization(&pending("s", 1_600))
+                .await
+                .unwrap();
+            store
+                .claim_pending_for_callback(&hash_secret("s"))
+                .await
+                .unwrap()
+                .unwrap();
+            store
+                .await_consent(
+                    &hash_secret("s"),
+                    "1",
+                    &hash_secret("ticket"),
+                    &hash_secret("csrf"),
+                )
+                .await
+                .unwrap();
+            assert!(
+                store
+                    .claim_pending_for_consent(&hash_secret("ticket"), &hash_secret("other-csrf"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            let claimed = store
+                .claim_pending_for_consent(&hash_secret("ticket"), &hash_secret("csrf"))
+                .await
+                .unwrap()
+                .expect(db.label);
+            assert_eq!(claimed.user_id.as_deref(), Some("1"));
+            assert!(
+                store
+                    .claim_pending_for_consent(&hash_secret("ticket"), &hash_secret("csrf"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn codes_redeem_once_and_a_replay_is_recognised() {
+        for db in TestDatabase::all().await {
+            let store = with_user_and_client(&db, ManualClock::at(1_000)).await;
+            let grant = store
+                .issue_authorization_code(&code("code-1", "c1"))
+                .await
+                .unwrap();
+            match store
+                .redeem_authorization_code(&hash_secret("code-1"))
+                .await
+                .unwrap()
+            {
+                CodeRedemption::Redeemed(redeemed) => {
+                    assert_eq!(redeemed.grant_id, grant.id);
+                    assert_eq!(redeemed.client_id, "c1");
+                    assert_eq!(redeemed.expires_at, 1_060);
+                }
+                other => panic!("{}: {other:?}", db.label),
+            }
+            assert_eq!(
+                store
+                    .redeem_authorization_code(&hash_secret("code-1"))
+                    .await
+                    .unwrap(),
+                CodeRedemption::Reused {
+                    grant_id: grant.id.clone()
+                }
+            );
+            assert_eq!(
+                store
+                    .redeem_authorization_code(&hash_secret("nope"))
+                    .await
+                    .unwrap(),
+                CodeRedemption::Unknown
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn access_tokens_authenticate_until_expiry_or_revocation() {
+        for db in TestDatabase::all().await {
+            let clock = ManualClock::at(1_000);
+            let store = with_user_and_client(&db, clock.clone()).await;
+            let grant = store
+                .issue_authorization_code(&code("c", "c1"))
+                .await
+                .unwrap();
+            store
+                .issue_tokens(&grant, &pair("at-1", "rt-1"))
+                .await
+                .unwrap();
+            let found = store
+                .authenticate_access_token(&hash_secret("at-1"))
+                .await
+                .unwrap()
+                .expect(db.label);
+            assert_eq!(found.user_id, "1");
+            assert_eq!(found.grant_id, grant.id);
+            assert_eq!(found.resource, "https://mcp.example.com/mcp");
+            assert!(
+                store
+                    .authenticate_access_token(&hash_secret("rt-1"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert_eq!(
+                store.grant_of_token(&hash_secret("rt-1")).await.unwrap(),
+                Some((grant.id.clone(), "c1".to_string()))
+            );
+
+            clock.advance(3_600);
+            assert!(
+                store
+                    .authenticate_access_token(&hash_secret("at-1"))
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "expired"
+            );
+            clock.advance(-10);
+            store.revoke_grant(&grant.id).await.unwrap();
+            assert!(
+                store
+                    .authenticate_access_token(&hash_secret("at-1"))
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "revoked"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn refresh_tokens_rotate_with_a_grace_window_and_reuse_revokes_the_grant() {
+        for db in TestDatabase::all().await {
+            let clock = ManualClock::at(1_000);
+            let store = with_user_and_client(&db, clock.clone()).await;
+            let grant = store
+                .issue_authorization_code(&code("c", "c1"))
+                .await
+                .unwrap();
+            store
+                .issue_tokens(&grant, &pair("at-1", "rt-1"))
+                .await
+                .unwrap();
+
+            let rotated = store
+                .rotate_refresh_token(&hash_secret("rt-1"), "c1", &pair("at-2", "rt-2"), 10)
+                .await
+                .unwrap();
+            assert!(
+                matches!(rotated, RefreshOutcome::Rotated(ref g) if g.id == grant.id),
+                "{}: {rotated:?}",
+                db.label
+            );
+            // The other client cannot spend it, and nothing changes.
+            assert_eq!(
+                store
+                    .rotate_refresh_token(&hash_secret("rt-2"), "c2", &pair("x", "y"), 10)
+                    .await
+                    .unwrap(),
+                RefreshOutcome::WrongClient
+            );
+            // A concurrent refresh with the same old token inside the grace window succeeds.
+            clock.advance(5);
+            assert!(matches!(
+                store
+                    .rotate_refresh_token(&hash_secret("rt-1"), "c1", &pair("at-2b", "rt-2b"), 10)
+                    .await
+                    .unwrap(),
+                RefreshOutcome::Rotated(_)
+            ));
+            assert!(
+                store
+                    .authenticate_access_token(&hash_secret("at-2b"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            // Once the successor has been used, the old token is a stolen copy.
+            store
+                .rotate_refresh_token(&hash_secret("rt-2"), "c1", &pair("at-3", "rt-3"), 10)
+                .await
+                .unwrap();
+            assert_eq!(
+                store
+                    .rotate_refresh_token(&hash_secret("rt-1"), "c1", &pair("at-4", "rt-4"), 10)
+                    .await
+                    .unwrap(),
+                RefreshOutcome::ReuseDetected {
+                    grant_id: grant.id.clone()
+                }
+            );
+            assert!(!store.grant(&grant.id).await.unwrap().unwrap().is_live());
+            assert!(
+                store
+                    .authenticate_access_token(&hash_secret("at-3"))
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            assert_eq!(
+                store
+                    .rotate_refresh_token(&hash_secret("rt-3"), "c1", &pair("a", "b"), 10)
+                    .await
+                    .unwrap(),
+                RefreshOutcome::Revoked
+            );
+            assert_eq!(
+                store
+                    .rotate_refresh_token(&hash_secret("never-issued"), "c1", &pair("a", "b"), 10)
+                    .await
+                    .unwrap(),
+                RefreshOutcome::Unknown
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn reuse_after_the_grace_window_revokes_even_if_the_successor_is_unused() {
+        for db in TestDatabase::all().await {
+            let clock = ManualClock::at(1_000);
+            let store = with_user_and_client(&db, clock.clone()).await;
+            let grant = store
+                .issue_authorization_code(&code("c", "c1"))
+                .await
+                .unwrap();
+            store
+                .issue_tokens(&grant, &pair("at-1", "rt-1"))
+                .await
+                .unwrap();
+            store
+                .rotate_refresh_token(&hash_secret("rt-1"), "c1", &pair("at-2", "rt-2"), 10)
+                .await
+                .unwrap();
+            clock.advance(11);
+            assert!(
+                matches!(
+                    store
+                        .rotate_refresh_token(&hash_secret("rt-1"), "c1", &pair("at-3", "rt-3"), 10)
+                        .await
+                        .unwrap(),
+                    RefreshOutcome::ReuseDetected { .. }
+                ),
+                "{}",
+                db.label
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_rotations_of_one_token_never_both_start_new_families() {
+        for db in TestDatabase::all().await {
+            let store = with_user_and_client(&db, ManualClock::at(1_000)).await;
+            let grant = store
+                .issue_authorization_code(&code("c", "c1"))
+                .await
+                .unwrap();
+            store
+                .issue_tokens(&grant, &pair("at-1", "rt-1"))
+                .await
+                .unwrap();
+            let old = hash_secret("rt-1");
+            let (pair_a, pair_b) = (pair("at-a", "rt-a"), pair("at-b", "rt-b"));
+            let (a, b) = tokio::join!(
+                store.rotate_refresh_token(&old, "c1", &pair_a, 10),
+                store.rotate_refresh_token(&old, "c1", &pair_b, 10),
+            );
+            // Both are inside the grace window: both succeed, and the grant lives.
+            assert!(
+                matches!(a.unwrap(), RefreshOutcome::Rotated(_)),
+                "{}",
+                db.label
+            );
+            assert!(
+                matches!(b.unwrap(), RefreshOutcome::Rotated(_)),
+                "{}",
+                db.label
+            );
+            assert!(store.grant(&grant.id).await.unwrap().unwrap().is_live());
+        }
+    }
+
+    #[tokio::test]
+    async fn sweeping_removes_what_expired_and_reports_the_next_deadline() {
+        for db in TestDatabase::all().await {
+            let clock = ManualClock::at(1_000);
+            let store = with_user_and_client(&db, clock.clone()).await;
+            assert_eq!(store.next_expiry().await.unwrap(), None, "{}", db.label);
+            store
+                .create_pending_authorization(&pending("s", 1_600))
+                .await
+                .unwrap();
+            let grant = store
+                .issue_authorization_code(&code("c", "c1"))
+                .await
+                .unwrap();
+            store.issue_tokens(&grant, &pair("at", "rt")).await.unwrap();
+            assert_eq!(store.next_expiry().await.unwrap(), Some(1_060));
+            clock.advance(700);
+            let swept = store.sweep_expired().await.unwrap();
+            assert_eq!(swept.pending_authorizations, 1, "{}", db.label);
+            assert_eq!(swept.auth_codes, 1);
+            assert_eq!(swept.access_tokens, 0);
+            assert_eq!(store.next_expiry().await.unwrap(), Some(4_600));
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! Grants (a user's authorization of one client for the MCP resource) and the
 //! consents that let later logins of the same (user, client) skip the consent page.
 
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column};
@@ -36,26 +37,8 @@ impl GrantRecord {
 impl Store {
     /// Creates a grant with a fresh id.
     pub async fn create_grant(&self, grant: &NewGrant) -> Result<GrantRecord, StoreError> {
-        let id = random_id();
-        let now = self.now();
-        sqlx::query(
-            "INSERT INTO grants (id, user_id, client_id, scopes, resource, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&id)
-        .bind(&grant.user_id)
-        .bind(&grant.client_id)
-        .bind(&grant.scopes)
-        .bind(&grant.resource)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(GrantRecord {
-            id,
-            grant: grant.clone(),
-            created_at: now,
-            revoked_at: None,
-        })
+        let mut conn = self.pool.acquire().await?;
+        insert_grant(&mut conn, grant, self.now()).await
     }
 
     /// Looks a grant up by id, revoked or not.
@@ -85,31 +68,10 @@ impl Store {
     /// access and refresh tokens, unused codes and 2025-era sessions. Returns
     /// false if the grant was unknown or already revoked.
     pub async fn revoke_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
-        let now = self.now();
         let mut tx = self.pool.begin().await?;
-        let done =
-            sqlx::query("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(grant_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for statement in [
-            "UPDATE access_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
-            "UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
-            "UPDATE auth_codes SET used_at = $2 WHERE grant_id = $1 AND used_at IS NULL",
-            "UPDATE sessions SET deleted_at = $2 WHERE grant_id = $1 AND deleted_at IS NULL",
-        ] {
-            sqlx::query(statement)
-                .bind(grant_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
+        let revoked = revoke_grant_in(&mut tx, grant_id, self.now()).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(revoked)
     }
 
     /// Records that the user approved the client (replacing an earlier approval).
@@ -161,4 +123,61 @@ fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
         created_at: column(row, "created_at")?,
         revoked_at: column(row, "revoked_at")?,
     })
+}
+
+/// Inserts a grant on `conn` (a pooled connection or an open transaction).
+pub(super) async fn insert_grant(
+    conn: &mut AnyConnection,
+    grant: &NewGrant,
+    now: i64,
+) -> Result<GrantRecord, StoreError> {
+    let id = random_id();
+    sqlx::query(
+        "INSERT INTO grants (id, user_id, client_id, scopes, resource, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&id)
+    .bind(&grant.user_id)
+    .bind(&grant.client_id)
+    .bind(&grant.scopes)
+    .bind(&grant.resource)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(GrantRecord {
+        id,
+        grant: grant.clone(),
+        created_at: now,
+        revoked_at: None,
+    })
+}
+
+/// The body of [`Store::revoke_grant`], for callers that already hold a transaction.
+pub(super) async fn revoke_grant_in(
+    conn: &mut AnyConnection,
+    grant_id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done =
+        sqlx::query("UPDATE grants SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(grant_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    for statement in [
+        "UPDATE access_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
+        "UPDATE auth_codes SET used_at = $2 WHERE grant_id = $1 AND used_at IS NULL",
+        "UPDATE sessions SET deleted_at = $2 WHERE grant_id = $1 AND deleted_at IS NULL",
+    ] {
+        sqlx::query(statement)
+            .bind(grant_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(true)
 }

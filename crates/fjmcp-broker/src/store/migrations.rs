@@ -35,7 +35,7 @@ pub(super) async fn apply(store: &Store) -> Result<(), StoreError> {
     let mut tx = match store.backend {
         // IMMEDIATE takes the write lock up front, so two brokers starting on the same
         // file wait for each other instead of failing on a read-to-write upgrade.
-        Backend::Sqlite => store.pool.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Sqlite => store.begin_write().await?,
         Backend::Postgres => {
             let mut tx = store.pool.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)")

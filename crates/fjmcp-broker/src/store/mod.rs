@@ -8,9 +8,12 @@
 //! differ, [`Backend`] picks the variant.
 
 mod audit;
+mod authorizations;
 mod clients;
 mod grants;
 mod migrations;
+mod sweep;
+mod tokens;
 mod users;
 
 use std::sync::Arc;
@@ -21,8 +24,14 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditEvent;
+pub use authorizations::{
+    CodeRedemption, NewAuthorizationCode, NewPendingAuthorization, PendingAuthorization,
+    RedeemedCode,
+};
 pub use clients::{ClientKind, ClientRecord, NewClient};
 pub use grants::{GrantRecord, NewGrant};
+pub use sweep::SweepCounts;
+pub use tokens::{AccessTokenGrant, NewTokenPair, RefreshOutcome};
 pub use users::{UpstreamCredential, UserIdentity, UserRecord};
 
 use crate::clock::Clock;
@@ -159,6 +168,15 @@ impl Store {
 
     fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// A transaction that writes: SQLite takes its write lock up front (a later
+    /// upgrade from read to write could fail instead of waiting).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 }
 

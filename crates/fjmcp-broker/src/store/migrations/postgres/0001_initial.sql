@@ -56,11 +56,14 @@ CREATE TABLE pending_authorizations (
     scopes                   TEXT NOT NULL,
     resource                 TEXT NOT NULL,
     sealed_upstream_verifier BYTEA NOT NULL,
-    user_id                  TEXT REFERENCES users (id) ON DELETE CASCADE,  -- known after the callback
-    consent_csrf_hash        TEXT,
     created_at               BIGINT NOT NULL,
     expires_at               BIGINT NOT NULL,
-    used_at                  BIGINT
+    callback_at              BIGINT,          -- Forgejo came back with this state (single use)
+    -- Set while the user looks at the consent page:
+    user_id                  TEXT REFERENCES users (id) ON DELETE CASCADE,
+    consent_ticket_hash      TEXT UNIQUE,      -- names this request in the consent form
+    consent_csrf_hash        TEXT,             -- must match the browser's consent cookie
+    used_at                  BIGINT           -- a code was issued or the request was denied
 );
 CREATE INDEX pending_authorizations_by_expiry ON pending_authorizations (expires_at);
 

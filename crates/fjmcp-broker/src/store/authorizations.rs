@@ -1,0 +1,276 @@
+//! The authorization-code flow's short-lived state: pending authorizations
+//! (between `/oauth/authorize`, Forgejo's callback and the consent form) and the
+//! broker's authorization codes.
+//!
+//! Every single-use step is one conditional `UPDATE … WHERE <step> IS NULL`
+//! whose row count decides who won, so a replayed state, ticket or code loses
+//! even when two requests race.
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::AnyRow;
+
+use super::grants::{GrantRecord, NewGrant, insert_grant};
+use super::{Store, StoreError, column};
+use crate::crypto::{SealContext, SecretHash};
+
+/// What `/oauth/authorize` verified, kept until Forgejo calls back.
+#[derive(Debug, Clone)]
+pub struct NewPendingAuthorization {
+    /// Hash of the fresh `state` the broker sent to Forgejo.
+    pub state_hash: SecretHash,
+    pub client_id: String,
+    /// The redirect URI the client presented (the code goes back to exactly this).
+    pub redirect_uri: String,
+    /// The client's own `state`, returned unchanged.
+    pub client_state: Option<String>,
+    /// The client's PKCE S256 challenge.
+    pub code_challenge: String,
+    pub scopes: String,
+    pub resource: String,
+    /// The broker's own PKCE verifier for Forgejo, sealed at rest.
+    pub upstream_verifier: SecretString,
+    pub expires_at: i64,
+}
+
+/// A pending authorization as read back.
+#[derive(Debug, Clone)]
+pub struct PendingAuthorization {
+    pub request: NewPendingAuthorization,
+    /// The Forgejo user, once the callback identified them.
+    pub user_id: Option<String>,
+    pub created_at: i64,
+}
+
+/// An authorization code to issue, together with the grant it creates.
+#[derive(Debug, Clone)]
+pub struct NewAuthorizationCode {
+    pub code_hash: SecretHash,
+    pub grant: NewGrant,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub expires_at: i64,
+}
+
+/// A code that was just redeemed (marked used by this call).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeemedCode {
+    pub grant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub resource: String,
+    pub scopes: String,
+    pub expires_at: i64,
+}
+
+/// The outcome of presenting a code at the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First use: the caller now owns the code.
+    Redeemed(RedeemedCode),
+    /// The code was used before: whatever it issued must be revoked.
+    Reused { grant_id: String },
+    /// No such code.
+    Unknown,
+}
+
+fn verifier_context(state_hash: &SecretHash) -> SealContext {
+    SealContext::new(
+        "pending_authorizations",
+        state_hash.as_str(),
+        "upstream_verifier",
+    )
+}
+
+impl Store {
+    /// Stores a verified authorization request.
+    pub async fn create_pending_authorization(
+        &self,
+        pending: &NewPendingAuthorization,
+    ) -> Result<(), StoreError> {
+        let sealed = self.sealer.seal(
+            pending.upstream_verifier.expose_secret().as_bytes(),
+            &verifier_context(&pending.state_hash),
+        );
+        sqlx::query(
+            "INSERT INTO pending_authorizations (state_hash, client_id, redirect_uri, client_state,
+                 code_challenge, scopes, resource, sealed_upstream_verifier, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(pending.state_hash.as_str())
+        .bind(&pending.client_id)
+        .bind(&pending.redirect_uri)
+        .bind(pending.client_state.as_deref())
+        .bind(&pending.code_challenge)
+        .bind(&pending.scopes)
+        .bind(&pending.resource)
+        .bind(sealed)
+        .bind(self.now())
+        .bind(pending.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims the pending authorization Forgejo's callback names. `None` when the
+    /// state is unknown, expired, or was already used (a replay).
+    pub async fn claim_pending_for_callback(
+        &self,
+        state_hash: &SecretHash,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        let now = self.now();
+        let row = sqlx::query(
+            "UPDATE pending_authorizations SET callback_at = $2
+             WHERE state_hash = $1 AND callback_at IS NULL AND expires_at > $2
+             RETURNING *",
+        )
+        .bind(state_hash.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| self.pending_from_row(&row)).transpose()
+    }
+
+    /// Parks a claimed authorization on the consent page for `user_id`.
+    pub async fn await_consent(
+        &self,
+        state_hash: &SecretHash,
+        user_id: &str,
+        ticket_hash: &SecretHash,
+        csrf_hash: &SecretHash,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE pending_authorizations
+             SET user_id = $2, consent_ticket_hash = $3, consent_csrf_hash = $4
+             WHERE state_hash = $1 AND used_at IS NULL",
+        )
+        .bind(state_hash.as_str())
+        .bind(user_id)
+        .bind(ticket_hash.as_str())
+        .bind(csrf_hash.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims the authorization a consent form names, if its CSRF value matches,
+    /// it is unexpired and nobody answered it yet. Returns it with its state hash.
+    pub async fn claim_pending_for_consent(
+        &self,
+        ticket_hash: &SecretHash,
+        csrf_hash: &SecretHash,
+    ) -> Result<Option<PendingAuthorization>, StoreError> {
+        let now = self.now();
+        let row = sqlx::query(
+            "UPDATE pending_authorizations SET used_at = $3
+             WHERE consent_ticket_hash = $1 AND consent_csrf_hash = $2
+                 AND used_at IS NULL AND expires_at > $3 AND user_id IS NOT NULL
+             RETURNING *",
+        )
+        .bind(ticket_hash.as_str())
+        .bind(csrf_hash.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| self.pending_from_row(&row)).transpose()
+    }
+
+    /// Marks a claimed authorization finished without consent (already approved,
+    /// or failed upstream), so its state can never be used again.
+    pub async fn finish_pending(&self, state_hash: &SecretHash) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE pending_authorizations SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL",
+        )
+        .bind(state_hash.as_str())
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates the grant and its authorization code in one transaction.
+    pub async fn issue_authorization_code(
+        &self,
+        code: &NewAuthorizationCode,
+    ) -> Result<GrantRecord, StoreError> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let grant = insert_grant(&mut tx, &code.grant, now).await?;
+        sqlx::query(
+            "INSERT INTO auth_codes (code_hash, grant_id, client_id, redirect_uri, code_challenge,
+                 resource, scopes, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(code.code_hash.as_str())
+        .bind(&grant.id)
+        .bind(&code.grant.client_id)
+        .bind(&code.redirect_uri)
+        .bind(&code.code_challenge)
+        .bind(&code.grant.resource)
+        .bind(&code.grant.scopes)
+        .bind(now)
+        .bind(code.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(grant)
+    }
+
+    /// Marks a code used and returns it; tells a replay apart from an unknown code.
+    pub async fn redeem_authorization_code(
+        &self,
+        code_hash: &SecretHash,
+    ) -> Result<CodeRedemption, StoreError> {
+        let row = sqlx::query(
+            "UPDATE auth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL RETURNING *",
+        )
+        .bind(code_hash.as_str())
+        .bind(self.now())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(CodeRedemption::Redeemed(RedeemedCode {
+                grant_id: column(&row, "grant_id")?,
+                client_id: column(&row, "client_id")?,
+                redirect_uri: column(&row, "redirect_uri")?,
+                code_challenge: column(&row, "code_challenge")?,
+                resource: column(&row, "resource")?,
+                scopes: column(&row, "scopes")?,
+                expires_at: column(&row, "expires_at")?,
+            }));
+        }
+        let used = sqlx::query("SELECT grant_id FROM auth_codes WHERE code_hash = $1")
+            .bind(code_hash.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match used {
+            Some(row) => CodeRedemption::Reused {
+                grant_id: column(&row, "grant_id")?,
+            },
+            None => CodeRedemption::Unknown,
+        })
+    }
+
+    fn pending_from_row(&self, row: &AnyRow) -> Result<PendingAuthorization, StoreError> {
+        let state_hash = SecretHash::from_stored(column(row, "state_hash")?);
+        let sealed: Vec<u8> = column(row, "sealed_upstream_verifier")?;
+        let verifier = self.sealer.open(&sealed, &verifier_context(&state_hash))?;
+        let verifier = String::from_utf8(verifier)
+            .map_err(|_| StoreError::Corrupt("upstream verifier is not UTF-8".into()))?;
+        Ok(PendingAuthorization {
+            request: NewPendingAuthorization {
+                state_hash,
+                client_id: column(row, "client_id")?,
+                redirect_uri: column(row, "redirect_uri")?,
+                client_state: column(row, "client_state")?,
+                code_challenge: column(row, "code_challenge")?,
+                scopes: column(row, "scopes")?,
+                resource: column(row, "resource")?,
+                upstream_verifier: SecretString::from(verifier),
+                expires_at: column(row, "expires_at")?,
+            },
+            user_id: column(row, "user_id")?,
+            created_at: column(row, "created_at")?,
+        })
+    }
+}

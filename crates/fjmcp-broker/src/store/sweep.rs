@@ -1,0 +1,57 @@
+//! Deleting what has expired, and telling the sweeper when the next thing will.
+
+use super::{Store, StoreError, column};
+
+/// How many rows one sweep removed, per kind.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepCounts {
+    pub pending_authorizations: u64,
+    pub auth_codes: u64,
+    pub access_tokens: u64,
+    pub refresh_tokens: u64,
+}
+
+const TABLES: [&str; 4] = [
+    "pending_authorizations",
+    "auth_codes",
+    "access_tokens",
+    "refresh_tokens",
+];
+
+impl Store {
+    /// Deletes every pending authorization, code and token whose expiry has passed.
+    pub async fn sweep_expired(&self) -> Result<SweepCounts, StoreError> {
+        let now = self.now();
+        let mut counts = [0u64; 4];
+        for (table, count) in TABLES.iter().zip(counts.iter_mut()) {
+            *count = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE expires_at <= $1"
+            )))
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(SweepCounts {
+            pending_authorizations: counts[0],
+            auth_codes: counts[1],
+            access_tokens: counts[2],
+            refresh_tokens: counts[3],
+        })
+    }
+
+    /// The earliest expiry among the rows [`Store::sweep_expired`] removes.
+    pub async fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT MIN(e) AS next FROM (
+                 SELECT MIN(expires_at) AS e FROM pending_authorizations
+                 UNION ALL SELECT MIN(expires_at) FROM auth_codes
+                 UNION ALL SELECT MIN(expires_at) FROM access_tokens
+                 UNION ALL SELECT MIN(expires_at) FROM refresh_tokens
+             ) AS expiries",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        column(&row, "next")
+    }
+}
