@@ -63,6 +63,30 @@ pub struct SettingFlags {
     /// File holding the client secret [env: FJMCP_FORGEJO_CLIENT_SECRET_FILE]
     #[arg(long, value_name = "FILE")]
     pub forgejo_client_secret_file: Option<String>,
+    /// Scopes requested from Forgejo [env: FJMCP_FORGEJO_SCOPES] [default: openid profile]
+    #[arg(long, value_name = "SCOPES")]
+    pub forgejo_scopes: Option<String>,
+    /// Override of Forgejo's authorize endpoint (else from its OpenID discovery document) [env: FJMCP_FORGEJO_AUTHORIZE_URL]
+    #[arg(long, value_name = "URL")]
+    pub forgejo_authorize_url: Option<String>,
+    /// Override of Forgejo's token endpoint [env: FJMCP_FORGEJO_TOKEN_URL]
+    #[arg(long, value_name = "URL")]
+    pub forgejo_token_url: Option<String>,
+    /// Override of Forgejo's userinfo endpoint [env: FJMCP_FORGEJO_USERINFO_URL]
+    #[arg(long, value_name = "URL")]
+    pub forgejo_userinfo_url: Option<String>,
+    /// Lifetime of the access tokens the broker issues [env: FJMCP_ACCESS_TOKEN_LIFETIME] [default: 1h]
+    #[arg(long, value_name = "DURATION")]
+    pub access_token_lifetime: Option<String>,
+    /// Lifetime of the refresh tokens the broker issues [env: FJMCP_REFRESH_TOKEN_LIFETIME] [default: 30d]
+    #[arg(long, value_name = "DURATION")]
+    pub refresh_token_lifetime: Option<String>,
+    /// How long a used refresh token still works (concurrent refreshes) before reuse revokes the grant [env: FJMCP_REFRESH_REUSE_GRACE] [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub refresh_reuse_grace: Option<String>,
+    /// TEST ONLY: fetch client ID metadata documents over plain http from loopback hosts [env: FJMCP_CLIENT_METADATA_ALLOW_LOOPBACK_HTTP] [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub client_metadata_allow_loopback_http: Option<String>,
     /// Child command, split like a shell would but never run through one [env: FJMCP_CHILD_COMMAND] [default: forgejo-mcp --transport stdio]
     #[arg(long, value_name = "COMMAND")]
     pub child_command: Option<String>,
@@ -99,6 +123,17 @@ impl SettingFlags {
             (FORGEJO_CLIENT_ID, &self.forgejo_client_id),
             (FORGEJO_CLIENT_SECRET, &self.forgejo_client_secret),
             (FORGEJO_CLIENT_SECRET_FILE, &self.forgejo_client_secret_file),
+            (FORGEJO_SCOPES, &self.forgejo_scopes),
+            (FORGEJO_AUTHORIZE_URL, &self.forgejo_authorize_url),
+            (FORGEJO_TOKEN_URL, &self.forgejo_token_url),
+            (FORGEJO_USERINFO_URL, &self.forgejo_userinfo_url),
+            (ACCESS_TOKEN_LIFETIME, &self.access_token_lifetime),
+            (REFRESH_TOKEN_LIFETIME, &self.refresh_token_lifetime),
+            (REFRESH_REUSE_GRACE, &self.refresh_reuse_grace),
+            (
+                CLIENT_METADATA_ALLOW_LOOPBACK_HTTP,
+                &self.client_metadata_allow_loopback_http,
+            ),
             (CHILD_COMMAND, &self.child_command),
             (CHILD_ENV, &self.child_env),
             (LOG_FORMAT, &self.log_format),

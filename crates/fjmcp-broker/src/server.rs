@@ -35,12 +35,9 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     };
     tracing::info!(key_id = %key.id_hex(), path = %config.sealing_key.path.display(), "sealing key loaded");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Store::open(&config.store, Arc::new(Sealer::new(key)), clock).await?;
+    let store = Store::open(&config.store, Arc::new(Sealer::new(key)), clock.clone()).await?;
     tracing::info!(backend = store.backend().name(), "store ready");
-    Ok(AppState {
-        store,
-        config: Arc::new(config),
-    })
+    Ok(AppState::new(Arc::new(config), store, clock))
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight
@@ -52,6 +49,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = state.config.http.shutdown_grace;
     let store = state.store.clone();
+    let sweeper = tokio::spawn(crate::oauth::sweeper::run(
+        state.store.clone(),
+        state.clock.clone(),
+        shutdown.clone(),
+    ));
     let app = router(state);
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -71,6 +73,7 @@ pub async fn serve(
             }
         }
     };
+    sweeper.abort();
     store.close().await;
     tracing::info!("stopped");
     match result {

@@ -27,10 +27,8 @@ async fn readiness_is_503_naming_the_store_when_it_fails() {
     .collect();
     let (config, _) = config::load(&[], None, &env).unwrap();
     let store = db.open().await;
-    let app = router(AppState {
-        store: store.clone(),
-        config: Arc::new(config),
-    });
+    let clock = Arc::new(fjmcp_broker::clock::SystemClock);
+    let app = router(AppState::new(Arc::new(config), store.clone(), clock));
     let ready = app
         .clone()
         .oneshot(http::Request::get("/readyz").body(Body::empty()).unwrap())

@@ -220,6 +220,24 @@ pub struct ForgejoSettings {
     pub client_id: String,
     /// Its client secret.
     pub client_secret: SecretString,
+    /// Scopes requested from Forgejo; kept stable because Forgejo refuses a new
+    /// authorization whose scopes differ from the existing grant's.
+    pub scopes: String,
+    /// Endpoints that override Forgejo's OpenID discovery document, one by one.
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub userinfo_url: Option<String>,
+}
+
+/// Lifetimes and policies of the tokens the broker issues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthSettings {
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    /// How long a used refresh token may be presented again (concurrent refreshes).
+    pub refresh_reuse_grace: Duration,
+    /// TEST ONLY: fetch client ID metadata documents over http from loopback hosts.
+    pub client_metadata_allow_loopback_http: bool,
 }
 
 /// How children are started.
@@ -259,6 +277,7 @@ pub struct Config {
     pub store: StoreLocation,
     pub sealing_key: SealingKeyFile,
     pub forgejo: ForgejoSettings,
+    pub oauth: OAuthSettings,
     pub children: ChildSettings,
     pub log_format: LogFormat,
     /// A `tracing` filter directive such as `info` or `fjmcp_broker=debug,info`.
@@ -371,6 +390,14 @@ impl Validator<'_> {
         });
         let request_timeout = self.parse(REQUEST_TIMEOUT, positive_duration);
         let shutdown_grace = self.parse(SHUTDOWN_GRACE, parse_duration);
+        let scopes = self.parse(FORGEJO_SCOPES, |s| non_empty(s).map(str::to_string));
+        let authorize_url = self.optional_url(FORGEJO_AUTHORIZE_URL);
+        let token_url = self.optional_url(FORGEJO_TOKEN_URL);
+        let userinfo_url = self.optional_url(FORGEJO_USERINFO_URL);
+        let access_token_lifetime = self.parse(ACCESS_TOKEN_LIFETIME, positive_duration);
+        let refresh_token_lifetime = self.parse(REFRESH_TOKEN_LIFETIME, positive_duration);
+        let refresh_reuse_grace = self.parse(REFRESH_REUSE_GRACE, parse_duration);
+        let allow_loopback_http = self.parse(CLIENT_METADATA_ALLOW_LOOPBACK_HTTP, parse_bool);
         let sealing_key = store
             .as_ref()
             .and_then(|store| self.sealing_key_file(store));
@@ -384,6 +411,16 @@ impl Validator<'_> {
                 url: forgejo_url?,
                 client_id: client_id?,
                 client_secret: client_secret?,
+                scopes: scopes?,
+                authorize_url: authorize_url?,
+                token_url: token_url?,
+                userinfo_url: userinfo_url?,
+            },
+            oauth: OAuthSettings {
+                access_token_lifetime: access_token_lifetime?,
+                refresh_token_lifetime: refresh_token_lifetime?,
+                refresh_reuse_grace: refresh_reuse_grace?,
+                client_metadata_allow_loopback_http: allow_loopback_http?,
             },
             children: ChildSettings {
                 command: command?,
@@ -397,6 +434,14 @@ impl Validator<'_> {
                 shutdown_grace: shutdown_grace?,
             },
         })
+    }
+
+    /// An optional URL setting: `Some(None)` when unset, `None` when invalid.
+    fn optional_url(&mut self, setting: Setting) -> Option<Option<String>> {
+        if self.layers.get(setting).is_none() {
+            return Some(None);
+        }
+        self.parse(setting, parse_forgejo_url).map(Some)
     }
 
     fn client_secret(&mut self) -> Option<SecretString> {
@@ -479,6 +524,14 @@ fn non_empty(s: &str) -> Result<&str, String> {
         Err("must not be empty".into())
     } else {
         Ok(s)
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(format!("`{other}` is not true or false")),
     }
 }
 

@@ -74,6 +74,44 @@ pub const REQUEST_TIMEOUT: Setting = setting(
 pub const SHUTDOWN_GRACE: Setting =
     setting("shutdown_grace", "--shutdown-grace", "FJMCP_SHUTDOWN_GRACE");
 
+pub const FORGEJO_SCOPES: Setting =
+    setting("forgejo_scopes", "--forgejo-scopes", "FJMCP_FORGEJO_SCOPES");
+pub const FORGEJO_AUTHORIZE_URL: Setting = setting(
+    "forgejo_authorize_url",
+    "--forgejo-authorize-url",
+    "FJMCP_FORGEJO_AUTHORIZE_URL",
+);
+pub const FORGEJO_TOKEN_URL: Setting = setting(
+    "forgejo_token_url",
+    "--forgejo-token-url",
+    "FJMCP_FORGEJO_TOKEN_URL",
+);
+pub const FORGEJO_USERINFO_URL: Setting = setting(
+    "forgejo_userinfo_url",
+    "--forgejo-userinfo-url",
+    "FJMCP_FORGEJO_USERINFO_URL",
+);
+pub const ACCESS_TOKEN_LIFETIME: Setting = setting(
+    "access_token_lifetime",
+    "--access-token-lifetime",
+    "FJMCP_ACCESS_TOKEN_LIFETIME",
+);
+pub const REFRESH_TOKEN_LIFETIME: Setting = setting(
+    "refresh_token_lifetime",
+    "--refresh-token-lifetime",
+    "FJMCP_REFRESH_TOKEN_LIFETIME",
+);
+pub const REFRESH_REUSE_GRACE: Setting = setting(
+    "refresh_reuse_grace",
+    "--refresh-reuse-grace",
+    "FJMCP_REFRESH_REUSE_GRACE",
+);
+pub const CLIENT_METADATA_ALLOW_LOOPBACK_HTTP: Setting = setting(
+    "client_metadata_allow_loopback_http",
+    "--client-metadata-allow-loopback-http",
+    "FJMCP_CLIENT_METADATA_ALLOW_LOOPBACK_HTTP",
+);
+
 /// The TOML file itself is named by flag or environment only.
 pub const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
 
@@ -87,6 +125,14 @@ pub const ALL: &[Setting] = &[
     FORGEJO_CLIENT_ID,
     FORGEJO_CLIENT_SECRET,
     FORGEJO_CLIENT_SECRET_FILE,
+    FORGEJO_SCOPES,
+    FORGEJO_AUTHORIZE_URL,
+    FORGEJO_TOKEN_URL,
+    FORGEJO_USERINFO_URL,
+    ACCESS_TOKEN_LIFETIME,
+    REFRESH_TOKEN_LIFETIME,
+    REFRESH_REUSE_GRACE,
+    CLIENT_METADATA_ALLOW_LOOPBACK_HTTP,
     CHILD_COMMAND,
     CHILD_ENV,
     LOG_FORMAT,
@@ -108,6 +154,11 @@ pub fn default_for(setting: Setting) -> Option<&'static str> {
         "max_body_size" => "1MiB",
         "request_timeout" => "300s",
         "shutdown_grace" => "10s",
+        "forgejo_scopes" => "openid profile",
+        "access_token_lifetime" => "1h",
+        "refresh_token_lifetime" => "30d",
+        "refresh_reuse_grace" => "10s",
+        "client_metadata_allow_loopback_http" => "false",
         _ => return None,
     })
 }

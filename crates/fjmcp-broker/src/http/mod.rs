@@ -5,6 +5,8 @@
 //! the client can read (JSON unless a handler chose otherwise).
 
 mod errors;
+
+pub use errors::json_error;
 mod health;
 mod request_id;
 
@@ -19,7 +21,10 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::forgejo::{EndpointOverrides, ForgejoClient};
+use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -29,6 +34,46 @@ pub struct AppState {
     pub store: Store,
     /// The validated configuration.
     pub config: Arc<Config>,
+    /// "Now" for every expiry the handlers compute.
+    pub clock: Arc<dyn Clock>,
+    /// The broker's OAuth client of Forgejo.
+    pub forgejo: ForgejoClient,
+    /// Fetches client ID metadata documents with SSRF protection.
+    pub client_metadata: MetadataFetcher,
+}
+
+impl AppState {
+    /// Assembles the state from its parts, building the outbound clients from
+    /// the configuration.
+    pub fn new(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> AppState {
+        let forgejo = ForgejoClient::new(
+            &config.forgejo.url,
+            &config.forgejo.client_id,
+            config.forgejo.client_secret.clone(),
+            &config.forgejo.scopes,
+            EndpointOverrides {
+                authorize: config.forgejo.authorize_url.clone(),
+                token: config.forgejo.token_url.clone(),
+                userinfo: config.forgejo.userinfo_url.clone(),
+            },
+        );
+        if config.oauth.client_metadata_allow_loopback_http {
+            tracing::warn!(
+                "client metadata documents may be fetched over http from loopback: a TEST-ONLY setting"
+            );
+        }
+        let client_metadata = MetadataFetcher::new(FetchPolicy {
+            allow_loopback_http: config.oauth.client_metadata_allow_loopback_http,
+            ..FetchPolicy::default()
+        });
+        AppState {
+            store,
+            config,
+            clock,
+            forgejo,
+            client_metadata,
+        }
+    }
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,6 +84,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::liveness))
         .route("/readyz", get(health::readiness))
+        .merge(crate::oauth::routes())
         .fallback(errors::not_found)
         .with_state(state)
         .layer(

@@ -1,0 +1,138 @@
+//! The bearer check in front of `/mcp`: who is calling, for which grant.
+//!
+//! Runs before any protocol logic, so a client without a valid token always
+//! gets 401 with the resource-metadata pointer and starts OAuth, instead of a
+//! protocol error it might mistake for an era mismatch.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+use super::metadata::MCP_SCOPE;
+use super::resource::is_mcp_resource;
+use crate::crypto::hash_secret;
+use crate::http::AppState;
+
+/// The authenticated caller, placed in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub grant_id: String,
+    pub client_id: String,
+    /// The Forgejo user (their numeric id as text): the key of their child.
+    pub user_id: String,
+    pub scopes: String,
+}
+
+/// Why a request was refused, as the `WWW-Authenticate` challenge says.
+enum Refusal {
+    /// No `Authorization: Bearer` header: no `error` attribute (RFC 6750 §3.1).
+    NoToken,
+    /// A token was sent but is unknown, expired, revoked or for another resource.
+    InvalidToken(&'static str),
+    /// The store could not be asked: not the client's fault, so not a 401.
+    StoreUnavailable,
+}
+
+/// Axum middleware: authenticates the bearer token or answers 401.
+pub async fn require_bearer(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).cloned();
+    match authenticate(&state, authorization.as_ref()).await {
+        Ok(principal) => {
+            let mut request = request;
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(refusal) => {
+            // Read the body before answering so the client's keep-alive connection
+            // stays usable (an unread body would force the server to close it).
+            let limit = state.config.http.max_body_bytes;
+            let _ = axum::body::to_bytes(request.into_body(), limit).await;
+            challenge(&state, refusal)
+        }
+    }
+}
+
+async fn authenticate(
+    state: &AppState,
+    authorization: Option<&HeaderValue>,
+) -> Result<Principal, Refusal> {
+    let Some(value) = authorization else {
+        return Err(Refusal::NoToken);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(Refusal::InvalidToken(
+            "expected Authorization: Bearer <token>",
+        ));
+    };
+    let found = state
+        .store
+        .authenticate_access_token(&hash_secret(token))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "bearer check: store failed");
+            Refusal::StoreUnavailable
+        })?;
+    let Some(grant) = found else {
+        return Err(Refusal::InvalidToken(
+            "the access token is unknown, expired or revoked",
+        ));
+    };
+    if !is_mcp_resource(&grant.resource, &state.config.public_url.join("/mcp")) {
+        return Err(Refusal::InvalidToken(
+            "the access token was issued for another resource",
+        ));
+    }
+    Ok(Principal {
+        grant_id: grant.grant_id,
+        client_id: grant.client_id,
+        user_id: grant.user_id,
+        scopes: grant.scopes,
+    })
+}
+
+fn challenge(state: &AppState, refusal: Refusal) -> Response {
+    let metadata = state
+        .config
+        .public_url
+        .join("/.well-known/oauth-protected-resource/mcp");
+    let (value, description) = match refusal {
+        Refusal::StoreUnavailable => {
+            return crate::http::json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the broker cannot check tokens right now",
+            );
+        }
+        Refusal::NoToken => (
+            format!("Bearer resource_metadata=\"{metadata}\", scope=\"{MCP_SCOPE}\""),
+            "authorization required",
+        ),
+        Refusal::InvalidToken(why) => (
+            format!(
+                "Bearer resource_metadata=\"{metadata}\", scope=\"{MCP_SCOPE}\", error=\"invalid_token\", error_description=\"{why}\""
+            ),
+            why,
+        ),
+    };
+    let mut response =
+        crate::http::json_error(StatusCode::UNAUTHORIZED, "invalid_token", description);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response.into_response()
+}

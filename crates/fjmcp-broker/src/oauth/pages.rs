@@ -1,0 +1,132 @@
+//! The few HTML pages a person sees: the consent page and error pages for
+//! requests that cannot be sent back to a client. Plain HTML, no JavaScript,
+//! never framed, never cached; every interpolated value is escaped.
+
+use axum::response::{Html, IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}\
+h1{font-size:1.4rem}.warn{background:#fff4e5;border:1px solid #f0b35a;padding:.6rem .8rem;border-radius:6px}\
+.box{border:1px solid #ddd;border-radius:8px;padding:1rem 1.2rem;margin:1rem 0}\
+button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:6px;border:1px solid #888;cursor:pointer}\
+button.primary{background:#2f6fde;color:#fff;border-color:#2f6fde}code{word-break:break-all}";
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        title = escape(title),
+    );
+    let mut response = (status, Html(html)).into_response();
+    protect(response.headers_mut());
+    response
+}
+
+/// Headers every broker page carries: no framing (clickjacking on the consent
+/// button), no caching, no referrer leaking the query.
+pub fn protect(headers: &mut http::HeaderMap) {
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+}
+
+/// An error page for a request the broker cannot answer with a redirect
+/// (unknown client, unregistered redirect URI, expired sign-in).
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+    page(
+        status,
+        title,
+        &format!(
+            "<h1>{}</h1><p>{}</p><p>Go back to your application and start the connection again.</p>",
+            escape(title),
+            escape(message)
+        ),
+    )
+}
+
+/// What the consent page shows.
+pub struct ConsentView<'a> {
+    pub client_name: &'a str,
+    pub client_id: &'a str,
+    /// The host the code will be sent to.
+    pub redirect_host: &'a str,
+    /// True when every redirect URI of the client is on this machine.
+    pub loopback_only: bool,
+    pub user_login: &'a str,
+    pub forgejo_url: &'a str,
+    /// Names this request in the form.
+    pub ticket: &'a str,
+}
+
+/// The page asking the user to approve or deny a client.
+pub fn consent_page(view: &ConsentView<'_>) -> Response {
+    let warning = if view.loopback_only {
+        "<p class=\"warn\">This application receives the authorization on <b>this computer</b> \
+         (a loopback address). Only approve it if you just started it yourself.</p>"
+    } else {
+        ""
+    };
+    let body = format!(
+        "<h1>Allow {name} to use Forgejo as {login}?</h1>\
+         <div class=\"box\"><p><b>{name}</b> wants to act as <b>{login}</b> on \
+         <code>{forgejo}</code> through this MCP broker: it will be able to read and change \
+         what your Forgejo account can (repositories, issues, pull requests, organizations), \
+         until you revoke its access.</p>\
+         <p>After you approve, you are sent back to <b>{host}</b>.</p>\
+         <p>Client id: <code>{client_id}</code></p></div>{warning}\
+         <form method=\"post\" action=\"/oauth/consent\">\
+         <input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
+         <button class=\"primary\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
+        name = escape(view.client_name),
+        login = escape(view.user_login),
+        forgejo = escape(view.forgejo_url),
+        host = escape(view.redirect_host),
+        client_id = escape(view.client_id),
+        ticket = escape(view.ticket),
+    );
+    page(StatusCode::OK, "Authorize application", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape(r#"<script>alert("x")</script>&'"#),
+            "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"
+        );
+    }
+}

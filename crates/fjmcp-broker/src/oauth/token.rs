@@ -1,0 +1,208 @@
+//! `POST /oauth/token`: authorization-code and refresh-token grants.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::json;
+
+use super::clients;
+use super::errors::OAuthError;
+use super::params::Params;
+use super::resource::is_mcp_resource;
+use crate::crypto::{
+    constant_time_eq, hash_secret, mint_secret, s256_challenge, verifier_is_well_formed,
+};
+use crate::http::AppState;
+use crate::store::{ClientRecord, CodeRedemption, GrantRecord, NewTokenPair, RefreshOutcome};
+
+/// Prefixes that tell an operator what a leaked value was.
+pub const ACCESS_TOKEN_PREFIX: &str = "fjat_";
+pub const REFRESH_TOKEN_PREFIX: &str = "fjrt_";
+
+pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match exchange(&state, &headers, &body).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn exchange(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, OAuthError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let params = Params::parse(body).map_err(OAuthError::invalid_request)?;
+    let client = clients::authenticate(state, headers, &params).await?;
+    match params.get("grant_type") {
+        Some("authorization_code") => authorization_code(state, &client, &params).await,
+        Some("refresh_token") => refresh_token(state, &client, &params).await,
+        Some(other) => Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type `{other}` is not supported (authorization_code, refresh_token)"
+        ))),
+        None => Err(OAuthError::invalid_request("grant_type is required")),
+    }
+}
+
+async fn authorization_code(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let verifier = params
+        .get("code_verifier")
+        .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+    let redeemed = match state
+        .store
+        .redeem_authorization_code(&hash_secret(code))
+        .await?
+    {
+        CodeRedemption::Redeemed(redeemed) => redeemed,
+        CodeRedemption::Reused { grant_id } => {
+            // A second use means the code leaked: revoke what its first use issued.
+            state.store.revoke_grant(&grant_id).await?;
+            tracing::warn!(grant_id, client_id = %client.client.client_id, "authorization code reused; grant revoked");
+            return Err(OAuthError::invalid_grant(
+                "the authorization code was already used",
+            ));
+        }
+        CodeRedemption::Unknown => {
+            return Err(OAuthError::invalid_grant("unknown authorization code"));
+        }
+    };
+    if redeemed.client_id != client.client.client_id {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code was issued to another client",
+        ));
+    }
+    if redeemed.expires_at <= state.clock.now() {
+        return Err(OAuthError::invalid_grant(
+            "the authorization code has expired",
+        ));
+    }
+    if params
+        .get("redirect_uri")
+        .is_some_and(|uri| uri != redeemed.redirect_uri)
+    {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri differs from the authorization request's",
+        ));
+    }
+    if !verifier_is_well_formed(verifier)
+        || !constant_time_eq(
+            s256_challenge(verifier).as_bytes(),
+            redeemed.code_challenge.as_bytes(),
+        )
+    {
+        return Err(OAuthError::invalid_grant("PKCE verification failed"));
+    }
+    if let Some(resource) = params.get("resource")
+        && !is_mcp_resource(resource, &redeemed.resource)
+    {
+        return Err(OAuthError::invalid_target(
+            "resource differs from the authorization request's",
+        ));
+    }
+    let grant = state
+        .store
+        .grant(&redeemed.grant_id)
+        .await?
+        .filter(GrantRecord::is_live)
+        .ok_or_else(|| OAuthError::invalid_grant("the grant was revoked"))?;
+    let (pair, access, refresh) = new_pair(state);
+    state.store.issue_tokens(&grant, &pair).await?;
+    Ok(token_response(state, &grant, &access, &refresh))
+}
+
+async fn refresh_token(
+    state: &AppState,
+    client: &ClientRecord,
+    params: &Params,
+) -> Result<Response, OAuthError> {
+    let presented = params
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    if let Some(resource) = params.get("resource")
+        && !is_mcp_resource(resource, &state.config.public_url.join("/mcp"))
+    {
+        return Err(OAuthError::invalid_target(
+            "this server only issues tokens for its MCP endpoint",
+        ));
+    }
+    let (pair, access, refresh) = new_pair(state);
+    let grace = i64::try_from(state.config.oauth.refresh_reuse_grace.as_secs()).unwrap_or(0);
+    let outcome = state
+        .store
+        .rotate_refresh_token(
+            &hash_secret(presented),
+            &client.client.client_id,
+            &pair,
+            grace,
+        )
+        .await?;
+    match outcome {
+        RefreshOutcome::Rotated(grant) => Ok(token_response(state, &grant, &access, &refresh)),
+        RefreshOutcome::ReuseDetected { grant_id } => {
+            tracing::warn!(grant_id, client_id = %client.client.client_id, "refresh token reused; grant revoked");
+            Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ))
+        }
+        RefreshOutcome::WrongClient => Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        )),
+        RefreshOutcome::Expired => Err(OAuthError::invalid_grant("the refresh token has expired")),
+        RefreshOutcome::Revoked => Err(OAuthError::invalid_grant("the refresh token was revoked")),
+        RefreshOutcome::Unknown => Err(OAuthError::invalid_grant("unknown refresh token")),
+    }
+}
+
+/// Mints an access and a refresh token; returns their hashes for the store and
+/// the plaintexts for the response (the only place they ever exist).
+fn new_pair(state: &AppState) -> (NewTokenPair, String, String) {
+    let now = state.clock.now();
+    let lifetimes = &state.config.oauth;
+    let access = mint_secret(ACCESS_TOKEN_PREFIX);
+    let refresh = mint_secret(REFRESH_TOKEN_PREFIX);
+    let pair = NewTokenPair {
+        access_hash: hash_secret(&access),
+        access_expires_at: now + seconds(lifetimes.access_token_lifetime),
+        refresh: Some((
+            hash_secret(&refresh),
+            now + seconds(lifetimes.refresh_token_lifetime),
+        )),
+    };
+    (pair, access, refresh)
+}
+
+fn seconds(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+fn token_response(state: &AppState, grant: &GrantRecord, access: &str, refresh: &str) -> Response {
+    let mut response = Json(json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": state.config.oauth.access_token_lifetime.as_secs(),
+        "refresh_token": refresh,
+        "scope": grant.grant.scopes,
+    }))
+    .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}

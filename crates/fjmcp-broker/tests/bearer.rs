@@ -1,0 +1,171 @@
+//! The bearer check in front of `/mcp`, in-process on a router whose `/mcp`
+//! echoes the authenticated principal; tokens are issued by the real broker
+//! binary on the same database.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Extension;
+use axum::routing::post;
+use fjmcp_broker::config;
+use fjmcp_broker::http::AppState;
+use fjmcp_broker::oauth::Principal;
+use fjmcp_broker::oauth::bearer::require_bearer;
+use support::oauth::{CLAUDE_CALLBACK, Stack};
+
+async fn echo(Extension(principal): Extension<Principal>) -> String {
+    format!("{}:{}", principal.user_id, principal.client_id)
+}
+
+async fn protected_router(stack: &Stack, public_url: &str) -> Router {
+    let env: BTreeMap<String, String> = [
+        ("FJMCP_PUBLIC_URL", public_url),
+        ("FJMCP_FORGEJO_URL", &stack.double.url()),
+        ("FJMCP_FORGEJO_CLIENT_ID", "x"),
+        ("FJMCP_FORGEJO_CLIENT_SECRET", "y"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let (config, _) = config::load(&[], None, &env).unwrap();
+    let state = AppState::new(
+        Arc::new(config),
+        stack.open_store().await,
+        Arc::new(fjmcp_broker::clock::SystemClock),
+    );
+    Router::new()
+        .route("/mcp", post(echo))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_bearer,
+        ))
+        .with_state(state)
+}
+
+async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}/mcp")
+}
+
+#[tokio::test]
+async fn only_valid_unrevoked_tokens_for_this_resource_pass() {
+    let stack = Stack::start(&[]).await;
+    let client = stack.register("c", &[CLAUDE_CALLBACK]).await;
+    let tokens = stack.tokens_for("alice", &client).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let mcp = serve(protected_router(&stack, &stack.issuer).await).await;
+    let http = reqwest::Client::new();
+    let prm = format!("{}/.well-known/oauth-protected-resource/mcp", stack.issuer);
+
+    let ok = http
+        .post(&mcp)
+        .bearer_auth(access)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), format!("1:{client}"));
+
+    let none = http.post(&mcp).body("{}").send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    let challenge = none.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{prm}\"")),
+        "{challenge}"
+    );
+    assert!(
+        !challenge.contains("error="),
+        "no error attribute without a token: {challenge}"
+    );
+
+    for bad in [
+        http.post(&mcp).bearer_auth("fjat_unknown").body("{}"),
+        http.post(&mcp)
+            .header("authorization", format!("Basic {access}"))
+            .body("{}"),
+        http.post(format!("{mcp}?access_token={access}")).body("{}"),
+    ] {
+        let response = bad.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let challenge = response.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            challenge.contains(&format!("resource_metadata=\"{prm}\"")),
+            "{challenge}"
+        );
+    }
+    let invalid = http
+        .post(&mcp)
+        .bearer_auth("fjat_unknown")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        invalid.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+
+    // A token for another resource (a broker at another public URL) is refused.
+    let elsewhere = serve(protected_router(&stack, "http://localhost:1").await).await;
+    let foreign = http
+        .post(&elsewhere)
+        .bearer_auth(access)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 401);
+
+    // Revocation is seen by the next request.
+    let revoke = stack
+        .http
+        .post(stack.url("/oauth/revoke"))
+        .form(&[("token", access), ("client_id", client.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    let after = http
+        .post(&mcp)
+        .bearer_auth(access)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 401);
+}
+
+#[tokio::test]
+async fn a_refused_request_leaves_the_connection_usable() {
+    let stack = Stack::start(&[]).await;
+    let mcp = serve(protected_router(&stack, &stack.issuer).await).await;
+    // One connection: a second request on it must still be answered.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let response = http
+            .post(&mcp)
+            .body(vec![b'x'; 32 * 1024])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+}
