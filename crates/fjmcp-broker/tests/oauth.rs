@@ -148,6 +148,30 @@ async fn two_users_and_two_clients_of_one_user_get_tokens_and_keep_forgejo_valid
         (bob.user_id.as_str(), bob.client_id.as_str()),
         ("2", claude.as_str())
     );
+
+    // No token, broker-issued or Forgejo's, ever reaches the log.
+    let logs = stack.broker.log_text();
+    assert!(
+        logs.contains("user.login") || logs.contains("/oauth/callback"),
+        "the flow was logged"
+    );
+    let mut secrets: Vec<String> = [&alice_claude, &bob_claude, &alice_inspector]
+        .iter()
+        .flat_map(|t| {
+            [
+                t["access_token"].as_str().unwrap().to_string(),
+                t["refresh_token"].as_str().unwrap().to_string(),
+            ]
+        })
+        .collect();
+    for login in ["alice", "bob"] {
+        secrets.extend(stack.double.valid_access_tokens(login));
+        secrets.extend(stack.double.valid_refresh_tokens(login));
+    }
+    secrets.push(support::oauth::BROKER_CLIENT_SECRET.to_string());
+    for secret in secrets {
+        assert!(!logs.contains(&secret), "a secret reached the log");
+    }
 }
 
 #[tokio::test]

@@ -763,3 +763,51 @@ mod oauth_state {
         }
     }
 }
+
+#[tokio::test]
+async fn the_sweeper_sleeps_until_the_next_expiry() {
+    use fjmcp_broker::oauth::sweeper::sweep_once;
+    use std::time::Duration;
+    let db = TestDatabase::sqlite();
+    let clock = ManualClock::at(1_000);
+    let store = db.open_with(1, clock.clone()).await;
+    assert_eq!(
+        sweep_once(&store, &clock).await.unwrap(),
+        Duration::from_secs(300),
+        "nothing to wait for: the cap"
+    );
+    store.put_client(&client("c1")).await.unwrap();
+    store
+        .save_upstream_credential(&alice(), &credential("a", "r"))
+        .await
+        .unwrap();
+    store
+        .issue_authorization_code(&fjmcp_broker::store::NewAuthorizationCode {
+            code_hash: hash_secret("code"),
+            grant: NewGrant {
+                user_id: "1".into(),
+                client_id: "c1".into(),
+                scopes: "mcp".into(),
+                resource: "https://mcp.example.com/mcp".into(),
+            },
+            redirect_uri: "https://claude.ai/api/mcp/auth_callback".into(),
+            code_challenge: "challenge".into(),
+            expires_at: 1_060,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sweep_once(&store, &clock).await.unwrap(),
+        Duration::from_secs(61)
+    );
+    clock.advance(61);
+    assert_eq!(
+        sweep_once(&store, &clock).await.unwrap(),
+        Duration::from_secs(300)
+    );
+    assert_eq!(
+        store.next_expiry().await.unwrap(),
+        None,
+        "the code was swept"
+    );
+}

@@ -19,7 +19,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -98,7 +98,12 @@ pub fn router(state: AppState) -> Router {
                 ]))
                 // Before tracing, so the span carries the id; a client-sent id is kept.
                 .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::Random))
-                .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_id::span)
+                        // One line per response at info: what operators read first.
+                        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 // Outside the timeout and body limit, so the bare errors they produce get
                 // a JSON body (and inside tracing, so those responses are logged too).

@@ -95,6 +95,7 @@ async fn complete(
         .userinfo(&tokens.access_token)
         .await
         .map_err(|e| upstream_failure("userinfo", &e))?;
+    tracing::info!(user_id = %identity.id, login = %identity.login, client_id = %request.client_id, "user signed in at Forgejo");
     let credential = tokens.into_credential(state.clock.now());
     let server_error = |e: crate::store::StoreError| {
         tracing::error!(error = %e, "callback: store failed");
