@@ -811,3 +811,68 @@ async fn the_sweeper_sleeps_until_the_next_expiry() {
         "the code was swept"
     );
 }
+
+#[tokio::test]
+async fn a_dead_credential_revokes_every_grant_of_the_user() {
+    for db in TestDatabase::all().await {
+        let store = db.open().await;
+        store.put_client(&client("c1")).await.unwrap();
+        store.put_client(&client("c2")).await.unwrap();
+        store
+            .save_upstream_credential(&alice(), &credential("a", "r"))
+            .await
+            .unwrap();
+        for c in ["c1", "c2"] {
+            store
+                .create_grant(&NewGrant {
+                    user_id: "1".into(),
+                    client_id: c.into(),
+                    scopes: "mcp".into(),
+                    resource: "https://mcp.example.com/mcp".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let lock = store.lock_credential("1").await.unwrap();
+        assert_eq!(lock.mark_dead().await.unwrap(), 2, "{}", db.label);
+        assert!(store.live_grants_of_user("1").await.unwrap().is_empty());
+        assert!(store.upstream_credential("1").await.unwrap().is_none());
+    }
+}
+
+/// Only PostgreSQL serves several instances; SQLite's single instance relies on
+/// the pool's in-process single flight instead of a lock.
+#[tokio::test]
+async fn credential_refreshes_take_turns_across_instances_on_postgres() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if let Some(db) = TestDatabase::postgres().await {
+        let store = db.open().await;
+        store
+            .save_upstream_credential(&alice(), &credential("a1", "r1"))
+            .await
+            .unwrap();
+        let mut first = store.lock_credential("1").await.unwrap();
+        let (user, _) = first.current().await.unwrap().unwrap();
+        assert_eq!(user.generation, 1);
+        let committed = Arc::new(AtomicBool::new(false));
+        let second = {
+            let store = store.clone();
+            let committed = committed.clone();
+            tokio::spawn(async move {
+                let mut lock = store.lock_credential("1").await.unwrap();
+                let seen_commit = committed.load(Ordering::SeqCst);
+                let (user, credential) = lock.current().await.unwrap().unwrap();
+                (seen_commit, user.generation, credential.access_token.expose_secret().to_string())
+            })
+        };
+        // Give the second refresher time to reach the lock before the first finishes.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        committed.store(true, Ordering::SeqCst);
+        let generation = first.replace("alice", &credential("a2", "r2")).await.unwrap();
+        assert_eq!(generation, 2);
+        let (seen_commit, seen_generation, seen_token) = second.await.unwrap();
+        assert_eq!((seen_generation, seen_token.as_str()), (2, "a2"));
+        assert!(seen_commit, "the second refresher waited for the row lock");
+    }
+}

@@ -10,6 +10,7 @@
 mod audit;
 mod authorizations;
 mod clients;
+mod credential_lock;
 mod grants;
 mod migrations;
 mod sweep;
@@ -28,6 +29,7 @@ pub use authorizations::{
     CodeRedemption, NewAuthorizationCode, NewPendingAuthorization, PendingAuthorization,
     RedeemedCode,
 };
+pub use credential_lock::CredentialLock;
 pub use clients::{ClientKind, ClientRecord, NewClient};
 pub use grants::{GrantRecord, NewGrant};
 pub use sweep::SweepCounts;

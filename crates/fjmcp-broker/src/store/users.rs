@@ -6,6 +6,7 @@
 //! the generation that children are keyed on.
 
 use secrecy::{ExposeSecret, SecretString};
+use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column};
@@ -57,6 +58,17 @@ impl Store {
         user: &UserIdentity,
         credential: &UpstreamCredential,
     ) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.write_credential_in(&mut conn, user, credential).await
+    }
+
+    /// [`Store::save_upstream_credential`] on a given connection or transaction.
+    pub(super) async fn write_credential_in(
+        &self,
+        conn: &mut AnyConnection,
+        user: &UserIdentity,
+        credential: &UpstreamCredential,
+    ) -> Result<i64, StoreError> {
         let sealed_access = self.sealer.seal(
             credential.access_token.expose_secret().as_bytes(),
             &access_context(&user.id),
@@ -86,7 +98,7 @@ impl Store {
         .bind(sealed_refresh)
         .bind(credential.access_expires_at)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
         column(&row, "generation")
     }
@@ -138,18 +150,27 @@ impl Store {
     /// Records that Forgejo refused the user's refresh token and forgets the
     /// credential; returns false if the user is unknown.
     pub async fn mark_credential_dead(&self, user_id: &str) -> Result<bool, StoreError> {
-        let now = self.now();
-        let done = sqlx::query(
-            "UPDATE users SET credential_dead_at = $2, sealed_access_token = NULL,
-                 sealed_refresh_token = NULL, updated_at = $2
-             WHERE id = $1",
-        )
-        .bind(user_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await?;
+        mark_dead_in(&mut conn, user_id, self.now()).await
     }
+}
+
+/// [`Store::mark_credential_dead`] on a given connection or transaction.
+pub(super) async fn mark_dead_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query(
+        "UPDATE users SET credential_dead_at = $2, sealed_access_token = NULL,
+             sealed_refresh_token = NULL, updated_at = $2
+         WHERE id = $1",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {

@@ -1,0 +1,122 @@
+//! Serializing upstream refreshes of one user's Forgejo credential.
+//!
+//! Forgejo rotates refresh tokens: if two brokers refreshed the same token at
+//! once, one would be refused and could strand the user. On PostgreSQL the
+//! user's row is locked (`FOR UPDATE`) for the whole refresh, so instances take
+//! turns and the second sees the first one's result. SQLite serves a single
+//! instance, whose own single-flight already serializes refreshes; holding
+//! SQLite's database-wide write lock across a network call would block every
+//! other write, so no lock is taken there.
+
+use sqlx::{Any, Transaction};
+
+use super::grants::revoke_grant_in;
+use super::users::{UpstreamCredential, UserIdentity, UserRecord, mark_dead_in};
+use super::{Backend, Store, StoreError, column};
+
+/// A user's credential, held for a refresh until committed or dropped.
+pub struct CredentialLock {
+    store: Store,
+    user_id: String,
+    /// The open transaction holding the row lock (PostgreSQL only).
+    tx: Option<Transaction<'static, Any>>,
+}
+
+impl Store {
+    /// Locks the user's credential for a refresh (see the module comment).
+    pub async fn lock_credential(&self, user_id: &str) -> Result<CredentialLock, StoreError> {
+        let tx = match self.backend {
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(tx)
+            }
+            Backend::Sqlite => None,
+        };
+        Ok(CredentialLock {
+            store: self.clone(),
+            user_id: user_id.to_string(),
+            tx,
+        })
+    }
+
+    /// Revokes every live grant of the user (their Forgejo credential is dead:
+    /// each client must sign in again). Returns how many were revoked.
+    pub async fn revoke_grants_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let count = revoke_all_in(&mut tx, user_id, self.now()).await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+}
+
+async fn revoke_all_in(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let ids: Vec<String> = sqlx::query("SELECT id FROM grants WHERE user_id = $1 AND revoked_at IS NULL")
+        .bind(user_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| column(row, "id"))
+        .collect::<Result<_, _>>()?;
+    let mut count = 0;
+    for id in ids {
+        if revoke_grant_in(conn, &id, now).await? {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+impl CredentialLock {
+    /// The credential as it is now (another instance may just have refreshed it).
+    pub async fn current(&mut self) -> Result<Option<(UserRecord, UpstreamCredential)>, StoreError> {
+        // Reads through the pool are fine: the lock only orders writers, and on
+        // PostgreSQL a committed refresh by the previous lock holder is visible.
+        self.store.upstream_credential(&self.user_id).await
+    }
+
+    /// Stores the refreshed credential and releases the lock; returns the new generation.
+    pub async fn replace(
+        mut self,
+        login: &str,
+        credential: &UpstreamCredential,
+    ) -> Result<i64, StoreError> {
+        let identity = UserIdentity {
+            id: self.user_id.clone(),
+            login: login.to_string(),
+        };
+        // On PostgreSQL the write goes through the locking transaction.
+        let generation = match self.tx.take() {
+            None => self.store.save_upstream_credential(&identity, credential).await?,
+            Some(mut tx) => {
+                let generation = self
+                    .store
+                    .write_credential_in(&mut tx, &identity, credential)
+                    .await?;
+                tx.commit().await?;
+                generation
+            }
+        };
+        Ok(generation)
+    }
+
+    /// Marks the credential dead and revokes the user's grants, atomically.
+    pub async fn mark_dead(mut self) -> Result<u64, StoreError> {
+        let now = self.store.now();
+        let mut tx = match self.tx.take() {
+            Some(tx) => tx,
+            None => self.store.pool.begin().await?,
+        };
+        mark_dead_in(&mut tx, &self.user_id, now).await?;
+        let count = revoke_all_in(&mut tx, &self.user_id, now).await?;
+        tx.commit().await?;
+        Ok(count)
+    }
+}
