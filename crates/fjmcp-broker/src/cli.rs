@@ -93,6 +93,33 @@ pub struct SettingFlags {
     /// Comma-separated names of broker environment variables children inherit [env: FJMCP_CHILD_ENV] [default: PATH,HOME,LANG,TZ]
     #[arg(long, value_name = "NAMES")]
     pub child_env: Option<String>,
+    /// Stop a user's child after this long unused [env: FJMCP_IDLE_TIMEOUT] [default: 15m]
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// How often idle children are looked for [env: FJMCP_REAP_INTERVAL] [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub reap_interval: Option<String>,
+    /// How often live children's Forgejo tokens are checked for expiry [env: FJMCP_ROTATE_INTERVAL] [default: 1m]
+    #[arg(long, value_name = "DURATION")]
+    pub rotate_interval: Option<String>,
+    /// Refresh a live child's Forgejo token this long before it expires [env: FJMCP_REFRESH_LEAD] [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub refresh_lead: Option<String>,
+    /// Most children alive at once [env: FJMCP_MAX_CHILDREN] [default: 200]
+    #[arg(long, value_name = "N")]
+    pub max_children: Option<String>,
+    /// Most requests in flight on one child [env: FJMCP_MAX_IN_FLIGHT_PER_CHILD] [default: 32]
+    #[arg(long, value_name = "N")]
+    pub max_in_flight_per_child: Option<String>,
+    /// Address-space limit of each child, e.g. 2GiB [env: FJMCP_CHILD_LIMIT_ADDRESS_SPACE]
+    #[arg(long, value_name = "SIZE")]
+    pub child_limit_address_space: Option<String>,
+    /// Open-files limit of each child [env: FJMCP_CHILD_LIMIT_OPEN_FILES]
+    #[arg(long, value_name = "N")]
+    pub child_limit_open_files: Option<String>,
+    /// CPU-time limit of each child, e.g. 1h [env: FJMCP_CHILD_LIMIT_CPU]
+    #[arg(long, value_name = "DURATION")]
+    pub child_limit_cpu: Option<String>,
     /// json or text [env: FJMCP_LOG_FORMAT] [default: json]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -136,6 +163,15 @@ impl SettingFlags {
             ),
             (CHILD_COMMAND, &self.child_command),
             (CHILD_ENV, &self.child_env),
+            (IDLE_TIMEOUT, &self.idle_timeout),
+            (REAP_INTERVAL, &self.reap_interval),
+            (ROTATE_INTERVAL, &self.rotate_interval),
+            (REFRESH_LEAD, &self.refresh_lead),
+            (MAX_CHILDREN, &self.max_children),
+            (MAX_IN_FLIGHT_PER_CHILD, &self.max_in_flight_per_child),
+            (CHILD_LIMIT_ADDRESS_SPACE, &self.child_limit_address_space),
+            (CHILD_LIMIT_OPEN_FILES, &self.child_limit_open_files),
+            (CHILD_LIMIT_CPU, &self.child_limit_cpu),
             (LOG_FORMAT, &self.log_format),
             (LOG_LEVEL, &self.log_level),
             (MAX_BODY_SIZE, &self.max_body_size),

@@ -863,13 +863,20 @@ async fn credential_refreshes_take_turns_across_instances_on_postgres() {
                 let mut lock = store.lock_credential("1").await.unwrap();
                 let seen_commit = committed.load(Ordering::SeqCst);
                 let (user, credential) = lock.current().await.unwrap().unwrap();
-                (seen_commit, user.generation, credential.access_token.expose_secret().to_string())
+                (
+                    seen_commit,
+                    user.generation,
+                    credential.access_token.expose_secret().to_string(),
+                )
             })
         };
         // Give the second refresher time to reach the lock before the first finishes.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         committed.store(true, Ordering::SeqCst);
-        let generation = first.replace("alice", &credential("a2", "r2")).await.unwrap();
+        let generation = first
+            .replace("alice", &credential("a2", "r2"))
+            .await
+            .unwrap();
         assert_eq!(generation, 2);
         let (seen_commit, seen_generation, seen_token) = second.await.unwrap();
         assert_eq!((seen_generation, seen_token.as_str()), (2, "a2"));

@@ -240,13 +240,31 @@ pub struct OAuthSettings {
     pub client_metadata_allow_loopback_http: bool,
 }
 
-/// How children are started.
+/// How children are started, kept and limited.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildSettings {
     /// Program and arguments, split like a shell would, never run through one.
     pub command: Vec<String>,
     /// Names of broker environment variables passed through to children.
     pub env_allow_list: Vec<String>,
+    /// Their values, read once at start (only `config` reads the environment).
+    pub inherited_env: Vec<(String, String)>,
+    /// A child unused this long is stopped.
+    pub idle_timeout: Duration,
+    /// How often idle children are looked for.
+    pub reap_interval: Duration,
+    /// How often Forgejo tokens of users with a live child are checked for expiry.
+    pub rotate_interval: Duration,
+    /// Refresh a live child's Forgejo token this long before it expires.
+    pub refresh_lead: Duration,
+    /// Most children alive at once (one per user).
+    pub max_children: usize,
+    /// Most requests in flight on one child.
+    pub max_in_flight_per_child: usize,
+    /// Optional resource limits for each child.
+    pub limit_address_space_bytes: Option<u64>,
+    pub limit_open_files: Option<u64>,
+    pub limit_cpu_seconds: Option<u64>,
 }
 
 /// Log output style.
@@ -312,6 +330,7 @@ pub fn load(
     let config = Validator {
         layers: &layers,
         problems: &mut problems,
+        env,
     }
     .validate();
     match config {
@@ -323,6 +342,8 @@ pub fn load(
 struct Validator<'a> {
     layers: &'a Layers,
     problems: &'a mut Vec<String>,
+    /// For the values of the child environment allow-list.
+    env: &'a dyn Environment,
 }
 
 impl Validator<'_> {
@@ -371,6 +392,19 @@ impl Validator<'_> {
         let client_secret = self.client_secret();
         let command = self.parse(CHILD_COMMAND, parse_command);
         let env_allow_list = self.parse(CHILD_ENV, parse_env_names);
+        let idle_timeout = self.parse(IDLE_TIMEOUT, positive_duration);
+        let reap_interval = self.parse(REAP_INTERVAL, positive_duration);
+        let rotate_interval = self.parse(ROTATE_INTERVAL, positive_duration);
+        let refresh_lead = self.parse(REFRESH_LEAD, parse_duration);
+        let max_children = self.parse(MAX_CHILDREN, positive_count);
+        let max_in_flight = self.parse(MAX_IN_FLIGHT_PER_CHILD, positive_count);
+        let limit_as = self.optional(CHILD_LIMIT_ADDRESS_SPACE, parse_size);
+        let limit_files = self.optional(CHILD_LIMIT_OPEN_FILES, |s| {
+            positive_count(s).map(|n| n as u64)
+        });
+        let limit_cpu = self.optional(CHILD_LIMIT_CPU, |s| {
+            positive_duration(s).map(|d| d.as_secs().max(1))
+        });
         let log_format = self.parse(LOG_FORMAT, |s| match s {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -424,7 +458,21 @@ impl Validator<'_> {
             },
             children: ChildSettings {
                 command: command?,
+                inherited_env: env_allow_list
+                    .iter()
+                    .flatten()
+                    .filter_map(|name| self.env.var(name).map(|value| (name.clone(), value)))
+                    .collect(),
                 env_allow_list: env_allow_list?,
+                idle_timeout: idle_timeout?,
+                reap_interval: reap_interval?,
+                rotate_interval: rotate_interval?,
+                refresh_lead: refresh_lead?,
+                max_children: max_children?,
+                max_in_flight_per_child: max_in_flight?,
+                limit_address_space_bytes: limit_as?,
+                limit_open_files: limit_files?,
+                limit_cpu_seconds: limit_cpu?,
             },
             log_format: log_format?,
             log_level: log_level?,
@@ -436,12 +484,20 @@ impl Validator<'_> {
         })
     }
 
-    /// An optional URL setting: `Some(None)` when unset, `None` when invalid.
-    fn optional_url(&mut self, setting: Setting) -> Option<Option<String>> {
+    /// An optional setting: `Some(None)` when unset, `None` when invalid.
+    fn optional<T>(
+        &mut self,
+        setting: Setting,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<Option<T>> {
         if self.layers.get(setting).is_none() {
             return Some(None);
         }
-        self.parse(setting, parse_forgejo_url).map(Some)
+        self.parse(setting, parse).map(Some)
+    }
+
+    fn optional_url(&mut self, setting: Setting) -> Option<Option<String>> {
+        self.optional(setting, parse_forgejo_url)
     }
 
     fn client_secret(&mut self) -> Option<SecretString> {
@@ -524,6 +580,13 @@ fn non_empty(s: &str) -> Result<&str, String> {
         Err("must not be empty".into())
     } else {
         Ok(s)
+    }
+}
+
+fn positive_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a whole number above zero")),
     }
 }
 

@@ -112,6 +112,37 @@ pub const CLIENT_METADATA_ALLOW_LOOPBACK_HTTP: Setting = setting(
     "FJMCP_CLIENT_METADATA_ALLOW_LOOPBACK_HTTP",
 );
 
+pub const IDLE_TIMEOUT: Setting = setting("idle_timeout", "--idle-timeout", "FJMCP_IDLE_TIMEOUT");
+pub const REAP_INTERVAL: Setting =
+    setting("reap_interval", "--reap-interval", "FJMCP_REAP_INTERVAL");
+pub const ROTATE_INTERVAL: Setting = setting(
+    "rotate_interval",
+    "--rotate-interval",
+    "FJMCP_ROTATE_INTERVAL",
+);
+pub const REFRESH_LEAD: Setting = setting("refresh_lead", "--refresh-lead", "FJMCP_REFRESH_LEAD");
+pub const MAX_CHILDREN: Setting = setting("max_children", "--max-children", "FJMCP_MAX_CHILDREN");
+pub const MAX_IN_FLIGHT_PER_CHILD: Setting = setting(
+    "max_in_flight_per_child",
+    "--max-in-flight-per-child",
+    "FJMCP_MAX_IN_FLIGHT_PER_CHILD",
+);
+pub const CHILD_LIMIT_ADDRESS_SPACE: Setting = setting(
+    "child_limit_address_space",
+    "--child-limit-address-space",
+    "FJMCP_CHILD_LIMIT_ADDRESS_SPACE",
+);
+pub const CHILD_LIMIT_OPEN_FILES: Setting = setting(
+    "child_limit_open_files",
+    "--child-limit-open-files",
+    "FJMCP_CHILD_LIMIT_OPEN_FILES",
+);
+pub const CHILD_LIMIT_CPU: Setting = setting(
+    "child_limit_cpu",
+    "--child-limit-cpu",
+    "FJMCP_CHILD_LIMIT_CPU",
+);
+
 /// The TOML file itself is named by flag or environment only.
 pub const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
 
@@ -135,6 +166,15 @@ pub const ALL: &[Setting] = &[
     CLIENT_METADATA_ALLOW_LOOPBACK_HTTP,
     CHILD_COMMAND,
     CHILD_ENV,
+    IDLE_TIMEOUT,
+    REAP_INTERVAL,
+    ROTATE_INTERVAL,
+    REFRESH_LEAD,
+    MAX_CHILDREN,
+    MAX_IN_FLIGHT_PER_CHILD,
+    CHILD_LIMIT_ADDRESS_SPACE,
+    CHILD_LIMIT_OPEN_FILES,
+    CHILD_LIMIT_CPU,
     LOG_FORMAT,
     LOG_LEVEL,
     MAX_BODY_SIZE,
@@ -159,6 +199,12 @@ pub fn default_for(setting: Setting) -> Option<&'static str> {
         "refresh_token_lifetime" => "30d",
         "refresh_reuse_grace" => "10s",
         "client_metadata_allow_loopback_http" => "false",
+        "idle_timeout" => "15m",
+        "reap_interval" => "30s",
+        "rotate_interval" => "1m",
+        "refresh_lead" => "5m",
+        "max_children" => "200",
+        "max_in_flight_per_child" => "32",
         _ => return None,
     })
 }

@@ -51,6 +51,35 @@ fn defaults_apply_and_required_settings_parse() {
     assert_eq!(config.log_format, LogFormat::Json);
     assert_eq!(config.http.max_body_bytes, 1 << 20);
     assert_eq!(config.http.request_timeout, Duration::from_secs(300));
+    assert_eq!(config.children.idle_timeout, Duration::from_secs(900));
+    assert_eq!(config.children.reap_interval, Duration::from_secs(30));
+    assert_eq!(config.children.refresh_lead, Duration::from_secs(300));
+    assert_eq!(config.children.limit_open_files, None);
+}
+
+#[test]
+fn children_inherit_only_allow_listed_variables_and_limits_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = required_env(dir.path());
+    e.insert("PATH".into(), "/usr/bin".into());
+    e.insert("HOME".into(), "/home/broker".into());
+    e.insert("AWS_SECRET_ACCESS_KEY".into(), "leak".into());
+    e.insert("FJMCP_CHILD_ENV".into(), "PATH,HOME,TZ".into());
+    e.insert("FJMCP_CHILD_LIMIT_OPEN_FILES".into(), "256".into());
+    e.insert("FJMCP_CHILD_LIMIT_ADDRESS_SPACE".into(), "2GiB".into());
+    let (config, _) = load(&[], None, &e).unwrap();
+    assert_eq!(
+        config.children.inherited_env,
+        vec![
+            ("PATH".to_string(), "/usr/bin".to_string()),
+            ("HOME".to_string(), "/home/broker".to_string())
+        ]
+    );
+    assert_eq!(config.children.limit_open_files, Some(256));
+    assert_eq!(config.children.limit_address_space_bytes, Some(2 << 30));
+    e.insert("FJMCP_MAX_CHILDREN".into(), "0".into());
+    let p = problems(load(&[], None, &e));
+    assert!(p[0].contains("max_children"), "{p:?}");
 }
 
 #[test]

@@ -58,13 +58,14 @@ async fn revoke_all_in(
     user_id: &str,
     now: i64,
 ) -> Result<u64, StoreError> {
-    let ids: Vec<String> = sqlx::query("SELECT id FROM grants WHERE user_id = $1 AND revoked_at IS NULL")
-        .bind(user_id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|row| column(row, "id"))
-        .collect::<Result<_, _>>()?;
+    let ids: Vec<String> =
+        sqlx::query("SELECT id FROM grants WHERE user_id = $1 AND revoked_at IS NULL")
+            .bind(user_id)
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| column(row, "id"))
+            .collect::<Result<_, _>>()?;
     let mut count = 0;
     for id in ids {
         if revoke_grant_in(conn, &id, now).await? {
@@ -76,7 +77,9 @@ async fn revoke_all_in(
 
 impl CredentialLock {
     /// The credential as it is now (another instance may just have refreshed it).
-    pub async fn current(&mut self) -> Result<Option<(UserRecord, UpstreamCredential)>, StoreError> {
+    pub async fn current(
+        &mut self,
+    ) -> Result<Option<(UserRecord, UpstreamCredential)>, StoreError> {
         // Reads through the pool are fine: the lock only orders writers, and on
         // PostgreSQL a committed refresh by the previous lock holder is visible.
         self.store.upstream_credential(&self.user_id).await
@@ -94,7 +97,11 @@ impl CredentialLock {
         };
         // On PostgreSQL the write goes through the locking transaction.
         let generation = match self.tx.take() {
-            None => self.store.save_upstream_credential(&identity, credential).await?,
+            None => {
+                self.store
+                    .save_upstream_credential(&identity, credential)
+                    .await?
+            }
             Some(mut tx) => {
                 let generation = self
                     .store

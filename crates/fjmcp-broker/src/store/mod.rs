@@ -29,8 +29,8 @@ pub use authorizations::{
     CodeRedemption, NewAuthorizationCode, NewPendingAuthorization, PendingAuthorization,
     RedeemedCode,
 };
-pub use credential_lock::CredentialLock;
 pub use clients::{ClientKind, ClientRecord, NewClient};
+pub use credential_lock::CredentialLock;
 pub use grants::{GrantRecord, NewGrant};
 pub use sweep::SweepCounts;
 pub use tokens::{AccessTokenGrant, NewTokenPair, RefreshOutcome};
