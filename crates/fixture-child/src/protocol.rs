@@ -127,20 +127,25 @@ pub struct Rejected {
     pub error: RpcError,
 }
 
-/// Classifies one line of input.
-pub fn parse_line(line: &str) -> Result<Incoming, Rejected> {
-    let value: Value = serde_json::from_str(line).map_err(|e| Rejected {
-        id: Value::Null,
-        error: RpcError::new(codes::PARSE_ERROR, format!("Parse error: {e}")),
+/// Classifies one line of input. The rejection is boxed because it holds two JSON values,
+/// which are large when the workspace enables serde_json's `preserve_order` (the broker does).
+pub fn parse_line(line: &str) -> Result<Incoming, Box<Rejected>> {
+    let value: Value = serde_json::from_str(line).map_err(|e| {
+        Box::new(Rejected {
+            id: Value::Null,
+            error: RpcError::new(codes::PARSE_ERROR, format!("Parse error: {e}")),
+        })
     })?;
     classify(value)
 }
 
 /// Classifies a parsed JSON value.
-fn classify(value: Value) -> Result<Incoming, Rejected> {
-    let invalid = |id: Value, message: &str| Rejected {
-        id,
-        error: RpcError::new(codes::INVALID_REQUEST, message),
+fn classify(value: Value) -> Result<Incoming, Box<Rejected>> {
+    let invalid = |id: Value, message: &str| {
+        Box::new(Rejected {
+            id,
+            error: RpcError::new(codes::INVALID_REQUEST, message),
+        })
     };
     let Value::Object(mut object) = value else {
         // Batches were removed from MCP in 2025-06-18; a bare array or scalar is answered with

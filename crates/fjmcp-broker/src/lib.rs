@@ -5,6 +5,7 @@
 //! its module and states what each module must not know.
 #![forbid(unsafe_code)]
 
+pub mod children;
 pub mod cli;
 pub mod clock;
 pub mod config;

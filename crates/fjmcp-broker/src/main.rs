@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
+use fjmcp_broker::children::limits;
 use fjmcp_broker::cli::{Cli, Command};
 use fjmcp_broker::config::{self, ProcessEnvironment, settings};
 use fjmcp_broker::server::{self, StartError};
@@ -16,6 +17,14 @@ const EXIT_CONFIG: u8 = 2;
 const EXIT_START: u8 = 1;
 
 fn main() -> ExitCode {
+    // The hidden resource-limit wrapper (children/limits.rs) is this binary re-executed as a
+    // child: it must act before clap, configuration or logging touch anything.
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() == Some(std::ffi::OsStr::new(limits::EXEC_LIMITED)) {
+        let error = limits::exec_limited(args);
+        eprintln!("fjmcp-broker {}: {error}", limits::EXEC_LIMITED);
+        return ExitCode::from(error.exit_code());
+    }
     let cli = Cli::parse();
     let flags = cli.command.flags();
     let env = ProcessEnvironment;

@@ -54,6 +54,8 @@ pub async fn serve(
         state.clock.clone(),
         shutdown.clone(),
     ));
+    let pool = state.pool.clone();
+    let pool_sweeps = tokio::spawn(pool.clone().run_background(shutdown.clone()));
     let app = router(state);
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -74,6 +76,11 @@ pub async fn serve(
         }
     };
     sweeper.abort();
+    pool_sweeps.abort();
+    // Children last among the parts that serve requests, first before the store:
+    // no orphans, no zombies.
+    pool.shutdown().await;
+    pool.remove_work_root();
     store.close().await;
     tracing::info!("stopped");
     match result {

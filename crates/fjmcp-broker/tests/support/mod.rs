@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod children;
 pub mod databases;
 pub mod oauth;
