@@ -883,3 +883,101 @@ async fn credential_refreshes_take_turns_across_instances_on_postgres() {
         assert!(seen_commit, "the second refresher waited for the row lock");
     }
 }
+
+#[tokio::test]
+async fn sessions_live_until_idle_expiry_deletion_or_grant_revocation() {
+    for db in TestDatabase::all().await {
+        let clock = ManualClock::at(1_000);
+        let store = db.open_with(1, clock.clone()).await;
+        store.put_client(&client("c1")).await.unwrap();
+        store
+            .save_upstream_credential(&alice(), &credential("a", "r"))
+            .await
+            .unwrap();
+        let grant = store
+            .create_grant(&NewGrant {
+                user_id: "1".into(),
+                client_id: "c1".into(),
+                scopes: "mcp".into(),
+                resource: "https://mcp.example.com/mcp".into(),
+            })
+            .await
+            .unwrap();
+        for id in ["s1", "s2", "s3"] {
+            store
+                .create_session(&hash_secret(id), &grant.id, "1", "2025-11-25", 100)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.live_sessions_of_user("1").await.unwrap(),
+            3,
+            "{}",
+            db.label
+        );
+        clock.advance(90);
+        let s1 = store
+            .touch_session(&hash_secret("s1"), 100)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(s1.grant_id, grant.id);
+        assert_eq!(s1.protocol_version, "2025-11-25");
+        assert_eq!(s1.expires_at, 1_190, "use pushes the idle expiry");
+        clock.advance(20);
+        assert!(
+            store
+                .touch_session(&hash_secret("s2"), 100)
+                .await
+                .unwrap()
+                .is_none(),
+            "idle too long"
+        );
+        assert!(
+            store
+                .touch_session(&hash_secret("s1"), 100)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            !store
+                .delete_session(&hash_secret("s1"), "another-grant")
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .delete_session(&hash_secret("s1"), &grant.id)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .touch_session(&hash_secret("s1"), 100)
+                .await
+                .unwrap()
+                .is_none(),
+            "deleted"
+        );
+        store
+            .create_session(&hash_secret("s4"), &grant.id, "1", "2025-06-18", 100)
+            .await
+            .unwrap();
+        store.revoke_grant(&grant.id).await.unwrap();
+        assert!(
+            store
+                .touch_session(&hash_secret("s4"), 100)
+                .await
+                .unwrap()
+                .is_none(),
+            "grant revoked"
+        );
+        assert_eq!(store.live_sessions_of_user("1").await.unwrap(), 0);
+        assert!(
+            store.sweep_expired().await.unwrap().sessions >= 3,
+            "{}",
+            db.label
+        );
+    }
+}

@@ -13,6 +13,7 @@ mod clients;
 mod credential_lock;
 mod grants;
 mod migrations;
+mod sessions;
 mod sweep;
 mod tokens;
 mod users;
@@ -32,6 +33,7 @@ pub use authorizations::{
 pub use clients::{ClientKind, ClientRecord, NewClient};
 pub use credential_lock::CredentialLock;
 pub use grants::{GrantRecord, NewGrant};
+pub use sessions::SessionRecord;
 pub use sweep::SweepCounts;
 pub use tokens::{AccessTokenGrant, NewTokenPair, RefreshOutcome};
 pub use users::{UpstreamCredential, UserIdentity, UserRecord};

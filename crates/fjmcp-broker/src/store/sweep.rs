@@ -9,6 +9,7 @@ pub struct SweepCounts {
     pub auth_codes: u64,
     pub access_tokens: u64,
     pub refresh_tokens: u64,
+    pub sessions: u64,
 }
 
 const TABLES: [&str; 4] = [
@@ -37,6 +38,7 @@ impl Store {
             auth_codes: counts[1],
             access_tokens: counts[2],
             refresh_tokens: counts[3],
+            sessions: self.sweep_sessions().await?,
         })
     }
 
@@ -48,6 +50,7 @@ impl Store {
                  UNION ALL SELECT MIN(expires_at) FROM auth_codes
                  UNION ALL SELECT MIN(expires_at) FROM access_tokens
                  UNION ALL SELECT MIN(expires_at) FROM refresh_tokens
+                 UNION ALL SELECT MIN(expires_at) FROM sessions WHERE deleted_at IS NULL
              ) AS expiries",
         )
         .fetch_one(&self.pool)

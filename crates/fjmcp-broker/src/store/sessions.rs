@@ -1,0 +1,112 @@
+//! 2025-era MCP sessions (`Mcp-Session-Id`): rows bound to the grant that
+//! created them, so they survive broker restarts and child respawns, and end
+//! with the grant.
+
+use super::{Store, StoreError, column};
+use crate::crypto::SecretHash;
+
+/// A live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub grant_id: String,
+    pub user_id: String,
+    /// The protocol version negotiated at `initialize`.
+    pub protocol_version: String,
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// Stores a new session that expires after `idle_seconds` without use.
+    pub async fn create_session(
+        &self,
+        id_hash: &SecretHash,
+        grant_id: &str,
+        user_id: &str,
+        protocol_version: &str,
+        idle_seconds: i64,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, grant_id, user_id, protocol_version, created_at, last_seen_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $5, $6)",
+        )
+        .bind(id_hash.as_str())
+        .bind(grant_id)
+        .bind(user_id)
+        .bind(protocol_version)
+        .bind(now)
+        .bind(now + idle_seconds)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live session (not deleted, not expired, its grant not revoked), and
+    /// its idle expiry pushed forward by `idle_seconds`.
+    pub async fn touch_session(
+        &self,
+        id_hash: &SecretHash,
+        idle_seconds: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let now = self.now();
+        let row = sqlx::query(
+            "UPDATE sessions SET last_seen_at = $2, expires_at = $3
+             WHERE id_hash = $1 AND deleted_at IS NULL AND expires_at > $2
+                 AND grant_id IN (SELECT id FROM grants WHERE revoked_at IS NULL)
+             RETURNING grant_id, user_id, protocol_version, expires_at",
+        )
+        .bind(id_hash.as_str())
+        .bind(now)
+        .bind(now + idle_seconds)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(SessionRecord {
+                grant_id: column(&row, "grant_id")?,
+                user_id: column(&row, "user_id")?,
+                protocol_version: column(&row, "protocol_version")?,
+                expires_at: column(&row, "expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Ends a session of `grant_id`; false if there was no such live session.
+    pub async fn delete_session(
+        &self,
+        id_hash: &SecretHash,
+        grant_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET deleted_at = $3 WHERE id_hash = $1 AND grant_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id_hash.as_str())
+        .bind(grant_id)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many live sessions the user has (for the per-user cap).
+    pub async fn live_sessions_of_user(&self, user_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM sessions WHERE user_id = $1 AND deleted_at IS NULL AND expires_at > $2",
+        )
+        .bind(user_id)
+        .bind(self.now())
+        .fetch_one(&self.pool)
+        .await?;
+        column(&row, "n")
+    }
+
+    /// Deletes sessions that expired or ended (called by the sweeper).
+    pub async fn sweep_sessions(&self) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR deleted_at IS NOT NULL")
+                .bind(self.now())
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+}
