@@ -120,6 +120,18 @@ pub struct SettingFlags {
     /// CPU-time limit of each child, e.g. 1h [env: FJMCP_CHILD_LIMIT_CPU]
     #[arg(long, value_name = "DURATION")]
     pub child_limit_cpu: Option<String>,
+    /// A 2025-era MCP session unused this long ends [env: FJMCP_SESSION_IDLE_TIMEOUT] [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    pub session_idle_timeout: Option<String>,
+    /// Most live 2025-era MCP sessions per user [env: FJMCP_MAX_SESSIONS_PER_USER] [default: 100]
+    #[arg(long, value_name = "N")]
+    pub max_sessions_per_user: Option<String>,
+    /// Comma-separated browser origins allowed on /mcp besides the public URL's [env: FJMCP_ALLOWED_ORIGINS]
+    #[arg(long, value_name = "ORIGINS")]
+    pub allowed_origins: Option<String>,
+    /// Comma-separated Host header values accepted besides the public URL's [env: FJMCP_ALLOWED_HOSTS]
+    #[arg(long, value_name = "HOSTS")]
+    pub allowed_hosts: Option<String>,
     /// json or text [env: FJMCP_LOG_FORMAT] [default: json]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<String>,
@@ -172,6 +184,10 @@ impl SettingFlags {
             (CHILD_LIMIT_ADDRESS_SPACE, &self.child_limit_address_space),
             (CHILD_LIMIT_OPEN_FILES, &self.child_limit_open_files),
             (CHILD_LIMIT_CPU, &self.child_limit_cpu),
+            (SESSION_IDLE_TIMEOUT, &self.session_idle_timeout),
+            (MAX_SESSIONS_PER_USER, &self.max_sessions_per_user),
+            (ALLOWED_ORIGINS, &self.allowed_origins),
+            (ALLOWED_HOSTS, &self.allowed_hosts),
             (LOG_FORMAT, &self.log_format),
             (LOG_LEVEL, &self.log_level),
             (MAX_BODY_SIZE, &self.max_body_size),

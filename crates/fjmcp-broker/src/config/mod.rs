@@ -267,6 +267,20 @@ pub struct ChildSettings {
     pub limit_cpu_seconds: Option<u64>,
 }
 
+/// The MCP endpoint's sessions and request screening.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpSettings {
+    /// A 2025-era session unused this long ends.
+    pub session_idle_timeout: Duration,
+    /// Most live 2025-era sessions per user.
+    pub max_sessions_per_user: usize,
+    /// Browser origins allowed besides the public URL's own (`Origin` header).
+    pub allowed_origins: Vec<String>,
+    /// `Host` values accepted besides the public URL's own (e.g. behind a proxy
+    /// that rewrites it). Guards against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
+}
+
 /// Log output style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -297,6 +311,7 @@ pub struct Config {
     pub forgejo: ForgejoSettings,
     pub oauth: OAuthSettings,
     pub children: ChildSettings,
+    pub mcp: McpSettings,
     pub log_format: LogFormat,
     /// A `tracing` filter directive such as `info` or `fjmcp_broker=debug,info`.
     pub log_level: String,
@@ -392,6 +407,10 @@ impl Validator<'_> {
         let client_secret = self.client_secret();
         let command = self.parse(CHILD_COMMAND, parse_command);
         let env_allow_list = self.parse(CHILD_ENV, parse_env_names);
+        let session_idle_timeout = self.parse(SESSION_IDLE_TIMEOUT, positive_duration);
+        let max_sessions = self.parse(MAX_SESSIONS_PER_USER, positive_count);
+        let allowed_origins = self.optional(ALLOWED_ORIGINS, parse_origins);
+        let allowed_hosts = self.optional(ALLOWED_HOSTS, |s| Ok(comma_list(s)));
         let idle_timeout = self.parse(IDLE_TIMEOUT, positive_duration);
         let reap_interval = self.parse(REAP_INTERVAL, positive_duration);
         let rotate_interval = self.parse(ROTATE_INTERVAL, positive_duration);
@@ -473,6 +492,12 @@ impl Validator<'_> {
                 limit_address_space_bytes: limit_as?,
                 limit_open_files: limit_files?,
                 limit_cpu_seconds: limit_cpu?,
+            },
+            mcp: McpSettings {
+                session_idle_timeout: session_idle_timeout?,
+                max_sessions_per_user: max_sessions?,
+                allowed_origins: allowed_origins?.unwrap_or_default(),
+                allowed_hosts: allowed_hosts?.unwrap_or_default(),
             },
             log_format: log_format?,
             log_level: log_level?,
@@ -581,6 +606,31 @@ fn non_empty(s: &str) -> Result<&str, String> {
     } else {
         Ok(s)
     }
+}
+
+fn comma_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `https://app.example.com,http://localhost:6274`: each a bare origin.
+fn parse_origins(s: &str) -> Result<Vec<String>, String> {
+    comma_list(s)
+        .into_iter()
+        .map(|origin| {
+            let url = Url::parse(&origin).map_err(|_| format!("`{origin}` is not an origin"))?;
+            let bare = url.origin().ascii_serialization();
+            if bare == "null" || origin.trim_end_matches('/') != bare {
+                return Err(format!(
+                    "`{origin}` is not a bare origin like https://app.example.com"
+                ));
+            }
+            Ok(bare)
+        })
+        .collect()
 }
 
 fn positive_count(s: &str) -> Result<usize, String> {

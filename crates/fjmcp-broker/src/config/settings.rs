@@ -143,6 +143,24 @@ pub const CHILD_LIMIT_CPU: Setting = setting(
     "FJMCP_CHILD_LIMIT_CPU",
 );
 
+pub const SESSION_IDLE_TIMEOUT: Setting = setting(
+    "session_idle_timeout",
+    "--session-idle-timeout",
+    "FJMCP_SESSION_IDLE_TIMEOUT",
+);
+pub const MAX_SESSIONS_PER_USER: Setting = setting(
+    "max_sessions_per_user",
+    "--max-sessions-per-user",
+    "FJMCP_MAX_SESSIONS_PER_USER",
+);
+pub const ALLOWED_ORIGINS: Setting = setting(
+    "allowed_origins",
+    "--allowed-origins",
+    "FJMCP_ALLOWED_ORIGINS",
+);
+pub const ALLOWED_HOSTS: Setting =
+    setting("allowed_hosts", "--allowed-hosts", "FJMCP_ALLOWED_HOSTS");
+
 /// The TOML file itself is named by flag or environment only.
 pub const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
 
@@ -175,6 +193,10 @@ pub const ALL: &[Setting] = &[
     CHILD_LIMIT_ADDRESS_SPACE,
     CHILD_LIMIT_OPEN_FILES,
     CHILD_LIMIT_CPU,
+    SESSION_IDLE_TIMEOUT,
+    MAX_SESSIONS_PER_USER,
+    ALLOWED_ORIGINS,
+    ALLOWED_HOSTS,
     LOG_FORMAT,
     LOG_LEVEL,
     MAX_BODY_SIZE,
@@ -205,6 +227,8 @@ pub fn default_for(setting: Setting) -> Option<&'static str> {
         "refresh_lead" => "5m",
         "max_children" => "200",
         "max_in_flight_per_child" => "32",
+        "session_idle_timeout" => "24h",
+        "max_sessions_per_user" => "100",
         _ => return None,
     })
 }
