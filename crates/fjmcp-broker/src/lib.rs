@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod forgejo;
 pub mod http;
+pub mod mcp;
 pub mod oauth;
 pub mod server;
 pub mod store;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub client_metadata: MetadataFetcher,
     /// One stdio child per Forgejo user.
     pub pool: Pool,
+    /// In-flight 2025-era requests a client may cancel.
+    pub cancellations: crate::mcp::endpoint::Cancellations,
 }
 
 impl AppState {
@@ -103,6 +105,7 @@ impl AppState {
             forgejo,
             client_metadata,
             pool,
+            cancellations: Default::default(),
         }
     }
 }
@@ -112,7 +115,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Builds the broker's router with its middleware.
 pub fn router(state: AppState) -> Router {
     let limits = state.config.http.clone();
+    let mcp = crate::mcp::endpoint::routes(state.clone());
     Router::new()
+        .merge(mcp)
         .route("/healthz", get(health::liveness))
         .route("/readyz", get(health::readiness))
         .merge(crate::oauth::routes())

@@ -1,0 +1,45 @@
+//! The MCP front: everything the broker knows about the wire formats of both
+//! protocol eras on its single `/mcp` endpoint.
+//!
+//! This part is pure (no HTTP framework, no I/O): functions from a body and
+//! a few header values to a decision, and from a child's JSON to the JSON a
+//! client gets. The HTTP handler does the I/O around it:
+//!
+//! ```text
+//! bytes ─ wire::parse_body ─▶ Incoming ─ era::classify ─▶ Route
+//!   Route::Legacy(reason)  → 2025-era session path (era::legacy_header_version,
+//!                            era::legacy_error, decorate::legacy_initialize_result)
+//!   Route::Modern, request → modern::validate_modern ─▶ ModernRequest
+//!       Discover → decorate::discover_result
+//!       Listen   → subscriptions::ack_subscription, tag_for_subscription
+//!       Forward  → modern::strip_modern_meta → child → decorate::decorate_result
+//!                  (status from decorate::forwarded_status)
+//!   Route::Modern, notification → 202, dropped
+//! any Err(WireError) → (err.status, err.body())
+//! ```
+//!
+//! Messages stay raw [`serde_json::Value`]s throughout, so fields this broker
+//! does not know pass through untouched. Each submodule's documentation lists
+//! the decisions it embodies and why.
+
+
+// A `WireError` carries two raw JSON values (the request id and error data),
+// which `preserve_order` makes large. It is only built on the refusal path,
+// once per bad request, so returning it by value is simpler than boxing it
+// in every rule.
+#![allow(clippy::result_large_err)]
+
+pub mod decorate;
+pub mod endpoint;
+pub mod era;
+pub mod headers;
+pub mod modern;
+pub mod screen;
+mod sse;
+pub mod subscriptions;
+pub mod wire;
+
+pub use era::{Era, LegacyReason, Route, classify};
+pub use headers::RequestHeaders;
+pub use modern::{ModernAction, ModernRequest, strip_modern_meta, validate_modern};
+pub use wire::{Incoming, WireError, error_response, parse_body};

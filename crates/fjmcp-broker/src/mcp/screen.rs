@@ -1,0 +1,107 @@
+//! The first checks on every `/mcp` request, before authentication: the
+//! `Origin` (browsers) and `Host` (DNS rebinding) headers.
+
+use http::{HeaderMap, StatusCode, Uri, header};
+use url::Url;
+
+use crate::config::Config;
+
+/// Why a request was screened out: always 403 (spec: an invalid Origin MUST get 403).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Screened {
+    Origin(String),
+    Host(String),
+}
+
+/// Checks `Origin` (absent is fine: non-browser clients send none) and `Host`.
+pub fn screen(config: &Config, headers: &HeaderMap, uri: &Uri) -> Result<(), Screened> {
+    let public = Url::parse(config.public_url.as_str()).expect("validated public URL");
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
+        let own = public.origin().ascii_serialization();
+        let allowed = origin == own
+            || config.mcp.allowed_origins.iter().any(|o| o == origin)
+            || (is_loopback_url(&public) && same_loopback_origin(origin, &public));
+        if !allowed {
+            return Err(Screened::Origin(origin.to_string()));
+        }
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    if !host_allowed(&host, &public, &config.mcp.allowed_hosts) {
+        return Err(Screened::Host(host));
+    }
+    Ok(())
+}
+
+/// The status every screening failure gets.
+pub const STATUS: StatusCode = StatusCode::FORBIDDEN;
+
+fn is_loopback_url(url: &Url) -> bool {
+    url.host()
+        .is_some_and(|h| crate::config::is_loopback_host(&h))
+}
+
+/// On a loopback deployment `localhost`, `127.0.0.1` and `[::1]` name the same
+/// server; the port must still match.
+fn same_loopback_origin(origin: &str, public: &Url) -> bool {
+    Url::parse(origin).is_ok_and(|o| {
+        o.scheme() == public.scheme()
+            && is_loopback_url(&o)
+            && o.port_or_known_default() == public.port_or_known_default()
+    })
+}
+
+fn host_allowed(host: &str, public: &Url, extra: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    if extra.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+        return true;
+    }
+    let Ok(presented) = Url::parse(&format!("{}://{host}", public.scheme())) else {
+        return false;
+    };
+    if presented.port_or_known_default() != public.port_or_known_default() {
+        return false;
+    }
+    if presented.host() == public.host() {
+        return true;
+    }
+    is_loopback_url(public) && is_loopback_url(&presented)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn public(url: &str) -> Url {
+        Url::parse(url).unwrap()
+    }
+
+    #[test]
+    fn hosts() {
+        let p = public("https://mcp.example.com");
+        assert!(host_allowed("mcp.example.com", &p, &[]));
+        assert!(host_allowed("MCP.example.com:443", &p, &[]));
+        assert!(!host_allowed("evil.example.com", &p, &[]));
+        assert!(!host_allowed("mcp.example.com:8443", &p, &[]));
+        assert!(!host_allowed("", &p, &[]));
+        assert!(host_allowed("internal:8080", &p, &["internal:8080".into()]));
+        let local = public("http://127.0.0.1:8080");
+        assert!(host_allowed("localhost:8080", &local, &[]));
+        assert!(host_allowed("[::1]:8080", &local, &[]));
+        assert!(!host_allowed("localhost:9090", &local, &[]));
+        assert!(!host_allowed("evil.com:8080", &local, &[]));
+    }
+
+    #[test]
+    fn loopback_origins() {
+        let local = public("http://127.0.0.1:8080");
+        assert!(same_loopback_origin("http://localhost:8080", &local));
+        assert!(!same_loopback_origin("http://localhost:6274", &local));
+        assert!(!same_loopback_origin("http://evil.com:8080", &local));
+    }
+}
