@@ -738,3 +738,270 @@ mod official_sdk {
         client.cancel().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn resources_prompts_and_completion_pass_through_in_both_eras() {
+    let stack = stack().await;
+    let token = token_of(&stack, "alice").await;
+    let session = session_of(&stack, &token, "2025-11-25").await;
+    let legacy = |id: i64, method: &str, params: Value| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let read = post(
+        &stack,
+        Some(&token),
+        &[("mcp-session-id", &session)],
+        legacy(1, "resources/read", json!({"uri": "test://static-text"})),
+    )
+    .await;
+    assert_eq!(
+        read.json()["result"]["contents"][0]["uri"],
+        "test://static-text",
+        "{}",
+        read.text
+    );
+    let missing = post(
+        &stack,
+        Some(&token),
+        &[("mcp-session-id", &session)],
+        legacy(2, "resources/read", json!({"uri": "test://nope"})),
+    )
+    .await;
+    assert_eq!(
+        missing.json()["error"]["code"],
+        -32002,
+        "2025 clients get the 2025 code"
+    );
+    let prompt = post(
+        &stack,
+        Some(&token),
+        &[("mcp-session-id", &session)],
+        legacy(3, "prompts/get", json!({"name": "test_simple_prompt"})),
+    )
+    .await;
+    assert!(
+        prompt.json()["result"]["messages"].is_array(),
+        "{}",
+        prompt.text
+    );
+
+    let resources = post(
+        &stack,
+        Some(&token),
+        &modern_headers("resources/list", None),
+        modern(json!(4), "resources/list", json!({})),
+    )
+    .await;
+    assert!(
+        resources.json()["result"]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["uri"] == "test://static-text")
+    );
+    assert_eq!(resources.json()["result"]["cacheScope"], "private");
+    let templates = post(
+        &stack,
+        Some(&token),
+        &modern_headers("resources/templates/list", None),
+        modern(json!(5), "resources/templates/list", json!({})),
+    )
+    .await;
+    assert!(
+        templates.json()["result"]["resourceTemplates"].is_array(),
+        "{}",
+        templates.text
+    );
+    let read = post(
+        &stack,
+        Some(&token),
+        &modern_headers("resources/read", Some("test://template/7/data")),
+        modern(
+            json!(6),
+            "resources/read",
+            json!({"uri": "test://template/7/data"}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        read.json()["result"]["resultType"],
+        "complete",
+        "{}",
+        read.text
+    );
+    assert!(read.json()["result"]["ttlMs"].is_number());
+    let prompts = post(
+        &stack,
+        Some(&token),
+        &modern_headers("prompts/list", None),
+        modern(json!(7), "prompts/list", json!({})),
+    )
+    .await;
+    assert!(
+        prompts.json()["result"]["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "test_prompt_with_arguments")
+    );
+    let get = post(
+        &stack,
+        Some(&token),
+        &modern_headers("prompts/get", Some("test_prompt_with_arguments")),
+        modern(
+            json!(8),
+            "prompts/get",
+            json!({"name": "test_prompt_with_arguments", "arguments": {"arg1": "a", "arg2": "b"}}),
+        ),
+    )
+    .await;
+    assert!(get.json()["result"]["messages"].is_array(), "{}", get.text);
+    let complete = post(&stack, Some(&token), &modern_headers("completion/complete", None), modern(json!(9), "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"}, "argument": {"name": "arg1", "value": ""}}))).await;
+    assert!(
+        complete.json()["result"]["completion"]["values"].is_array(),
+        "{}",
+        complete.text
+    );
+    // A capability the client did not declare: -32021 with HTTP 400.
+    let needs_sampling = post(
+        &stack,
+        Some(&token),
+        &modern_headers("tools/call", Some("test_missing_capability")),
+        modern(
+            json!(10),
+            "tools/call",
+            json!({"name": "test_missing_capability", "arguments": {}}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (
+            needs_sampling.status,
+            needs_sampling.json()["error"]["code"].as_i64()
+        ),
+        (400, Some(-32021)),
+        "{}",
+        needs_sampling.text
+    );
+}
+
+async fn wait_for_log(stack: &Stack, needle: &str) {
+    for _ in 0..500 {
+        if stack.broker.log_text().contains(needle) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("`{needle}` never appeared in the broker's log");
+}
+
+#[tokio::test]
+async fn closing_a_stream_or_sending_cancelled_cancels_the_child_request() {
+    let stack = stack().await;
+    let token = token_of(&stack, "alice").await;
+    // 2026-07-28: close the SSE response stream of a slow request.
+    let mut call = modern(
+        json!(1),
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"ms": 30000}}),
+    );
+    call["params"]["_meta"]["progressToken"] = json!("p");
+    let mut request = stack
+        .http
+        .post(stack.url("/mcp"))
+        .bearer_auth(&token)
+        .json(&call)
+        .header("accept", "text/event-stream");
+    for (k, v) in modern_headers("tools/call", Some("sleep")) {
+        request = request.header(k, v);
+    }
+    let stream = request.send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    drop(stream);
+    wait_for_log(&stack, "request cancelled by the client").await;
+
+    // 2025 era: notifications/cancelled on the session.
+    let session = session_of(&stack, &token, "2025-11-25").await;
+    let slow = {
+        let (http, url, token, session) = (
+            stack.http.clone(),
+            stack.url("/mcp"),
+            token.clone(),
+            session.clone(),
+        );
+        tokio::spawn(async move {
+            http.post(url)
+                .bearer_auth(token)
+                .header("mcp-session-id", session)
+                .json(&json!({"jsonrpc": "2.0", "id": "slow", "method": "tools/call", "params": {"name": "sleep", "arguments": {"ms": 30000}}}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let cancel = post(&stack, Some(&token), &[("mcp-session-id", &session)], json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow", "reason": "user"}})).await;
+    assert_eq!(cancel.status, 202);
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(10), slow)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answered["id"], "slow");
+    assert!(answered["error"].is_object(), "{answered}");
+}
+
+#[tokio::test]
+async fn session_caps_batches_and_sessions_across_token_rotation() {
+    let child = support::children::fixture_child().display().to_string();
+    // A refresh lead as long as Forgejo's token lifetime makes every sweep rotate.
+    let stack = Stack::start(&[
+        ("FJMCP_CHILD_COMMAND", &child),
+        ("FJMCP_MAX_SESSIONS_PER_USER", "2"),
+        ("FJMCP_REFRESH_LEAD", "1h"),
+        ("FJMCP_ROTATE_INTERVAL", "1s"),
+    ])
+    .await;
+    let token = token_of(&stack, "alice").await;
+    let session = session_of(&stack, &token, "2025-11-25").await;
+    session_of(&stack, &token, "2025-11-25").await;
+    let third = post(&stack, Some(&token), &[], initialize("2025-11-25")).await;
+    assert_eq!(third.status, 503);
+    assert!(third.headers.contains_key("retry-after"));
+
+    let batch = post(
+        &stack,
+        Some(&token),
+        &[("mcp-session-id", &session)],
+        json!([{"jsonrpc": "2.0", "id": 1, "method": "ping"}]),
+    )
+    .await;
+    assert_eq!(batch.status, 400);
+
+    let echo = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let before = post(
+        &stack,
+        Some(&token),
+        &[("mcp-session-id", &session)],
+        echo.clone(),
+    )
+    .await;
+    assert_eq!(before.json()["result"]["content"][0]["text"], "alice");
+    for _ in 0..1000 {
+        if stack.double.token_stats().refreshes >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        stack.double.token_stats().refreshes >= 2,
+        "the child was rotated"
+    );
+    let after = post(&stack, Some(&token), &[("mcp-session-id", &session)], echo).await;
+    assert_eq!(
+        after.json()["result"]["content"][0]["text"],
+        "alice",
+        "{}",
+        after.text
+    );
+}

@@ -22,7 +22,6 @@
 //! does not know pass through untouched. Each submodule's documentation lists
 //! the decisions it embodies and why.
 
-
 // A `WireError` carries two raw JSON values (the request id and error data),
 // which `preserve_order` makes large. It is only built on the refusal path,
 // once per bad request, so returning it by value is simpler than boxing it
