@@ -198,6 +198,16 @@ async fn a_2025_session_lives_from_initialize_to_delete() {
     );
     let who = send(with_session(&[]), json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}})).await;
     assert_eq!(who.json()["result"]["content"][0]["text"], "alice");
+    let subscribe = send(
+        with_session(&[]),
+        json!({"jsonrpc": "2.0", "id": 30, "method": "resources/subscribe", "params": {"uri": "test://static-text"}}),
+    )
+    .await;
+    assert_eq!(
+        subscribe.json()["error"]["code"],
+        -32601,
+        "only known requests reach the child"
+    );
     let ping = send(
         with_session(&[]),
         json!({"jsonrpc": "2.0", "id": 3, "method": "ping"}),

@@ -25,7 +25,8 @@ use super::decorate::{
     legacy_initialize_result,
 };
 use super::era::{
-    LegacyProblem, LegacyReason, Route, classify, legacy_error, legacy_header_version,
+    LEGACY_FORWARDED_METHODS, LegacyProblem, LegacyReason, Route, classify, legacy_error,
+    legacy_header_version,
 };
 use super::headers::{RequestHeaders, SESSION_ID};
 use super::modern::{ModernAction, strip_modern_meta, validate_modern};
@@ -441,6 +442,10 @@ async fn legacy(
                 "ping" | "logging/setLevel" => {
                     json_response(StatusCode::OK, &result_response(request.id, json!({})))
                 }
+                method if !LEGACY_FORWARDED_METHODS.contains(&method) => json_response(
+                    StatusCode::OK,
+                    &error_response(id, -32601, &format!("Method not found: {method}"), None),
+                ),
                 _ => {
                     let (cancel, _guard) = state.cancellations.register(&session, &request.id);
                     forward(
