@@ -341,33 +341,48 @@ fn listen(state: &AppState, principal: &Principal, request: &RpcRequest, init: &
     let capabilities = init.get("capabilities").cloned().unwrap_or(Value::Null);
     let (filter, ack) = ack_subscription(request, &capabilities);
     let subscription_id = request.id.clone();
-    let mut changes = state.pool.subscribe(&principal.user_id);
+    let changes = state.pool.subscribe(&principal.user_id);
+    relay_changes(changes, Some(ack), move |notification| {
+        let method = notification
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        filter
+            .accepts(method)
+            .then(|| tag_for_subscription(notification, &subscription_id))
+    })
+}
+
+/// An SSE stream of the user's list changes (shaped, or dropped, by `shape`),
+/// after an optional first message, with keep-alive comments, until the client
+/// hangs up.
+fn relay_changes(
+    mut changes: broadcast::Receiver<Value>,
+    first: Option<Value>,
+    shape: impl Fn(Value) -> Option<Value> + Send + 'static,
+) -> Response {
     sse::respond(move |out| async move {
-        if out.send(sse::event(&ack)).await.is_err() {
+        if let Some(first) = first
+            && out.send(sse::event(&first)).await.is_err()
+        {
             return;
         }
         let mut keep_alive = tokio::time::interval(sse::KEEP_ALIVE);
         keep_alive.tick().await;
         loop {
-            tokio::select! {
+            let message = tokio::select! {
                 change = changes.recv() => match change {
-                    Ok(notification) => {
-                        let method = notification.get("method").and_then(Value::as_str).unwrap_or("");
-                        if filter.accepts(method) {
-                            let tagged = tag_for_subscription(notification, &subscription_id);
-                            if out.send(sse::event(&tagged)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
+                    Ok(notification) => match shape(notification) {
+                        Some(message) => sse::event(&message),
+                        None => continue,
+                    },
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = keep_alive.tick() => {
-                    if out.send(sse::comment()).await.is_err() {
-                        return;
-                    }
-                }
+                _ = keep_alive.tick() => sse::comment(),
+            };
+            if out.send(message).await.is_err() {
+                return;
             }
         }
     })
@@ -556,29 +571,8 @@ async fn get_mcp(
     if let Err(response) = session_of(&state, &principal, &view, None).await {
         return response;
     }
-    let mut changes = state.pool.subscribe(&principal.user_id);
-    sse::respond(move |out| async move {
-        let mut keep_alive = tokio::time::interval(sse::KEEP_ALIVE);
-        keep_alive.tick().await;
-        loop {
-            tokio::select! {
-                change = changes.recv() => match change {
-                    Ok(notification) => {
-                        if out.send(sse::event(&notification)).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                _ = keep_alive.tick() => {
-                    if out.send(sse::comment()).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    })
+    let changes = state.pool.subscribe(&principal.user_id);
+    relay_changes(changes, None, Some)
 }
 
 async fn delete_mcp(
