@@ -55,6 +55,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
     let pool = state.pool.clone();
+    let streams = state.cancellations.clone();
     let pool_sweeps = tokio::spawn(pool.clone().run_background(shutdown.clone()));
     let app = router(state);
     let server = axum::serve(listener, app)
@@ -64,6 +65,8 @@ pub async fn serve(
     let result = tokio::select! {
         finished = &mut server => finished,
         () = shutdown.cancelled() => {
+            // Long-lived streams end now, so they do not hold the drain.
+            streams.shut_down();
             tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down: draining in-flight requests");
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(finished) => finished,

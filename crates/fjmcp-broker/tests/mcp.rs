@@ -907,6 +907,15 @@ async fn wait_for_log(stack: &Stack, needle: &str) {
 async fn closing_a_stream_or_sending_cancelled_cancels_the_child_request() {
     let stack = stack().await;
     let token = token_of(&stack, "alice").await;
+    // Start alice's child first, so the slow request below reaches it at once.
+    let warm = post(
+        &stack,
+        Some(&token),
+        &modern_headers("tools/list", None),
+        modern(json!(0), "tools/list", json!({})),
+    )
+    .await;
+    assert_eq!(warm.status, 200);
     // 2026-07-28: close the SSE response stream of a slow request.
     let mut call = modern(
         json!(1),
@@ -925,6 +934,8 @@ async fn closing_a_stream_or_sending_cancelled_cancels_the_child_request() {
     }
     let stream = request.send().await.unwrap();
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    // Let the request reach the child (a write on a warm pipe) before hanging up.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     drop(stream);
     wait_for_log(&stack, "request cancelled by the client").await;
 
@@ -1014,4 +1025,49 @@ async fn session_caps_batches_and_sessions_across_token_rotation() {
         "{}",
         after.text
     );
+}
+
+#[tokio::test]
+async fn streams_end_with_their_session_and_never_hold_shutdown() {
+    let mut stack = stack().await;
+    let token = token_of(&stack, "alice").await;
+    let session = session_of(&stack, &token, "2025-11-25").await;
+    let open_stream = |session: String| {
+        let (http, url, token) = (stack.http.clone(), stack.url("/mcp"), token.clone());
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .header("mcp-session-id", session)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let mut stream = open_stream(session.clone()).await;
+    assert_eq!(stream.status(), 200);
+    let delete = stack
+        .http
+        .delete(stack.url("/mcp"))
+        .bearer_auth(&token)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 204);
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "DELETE ends the session's open stream");
+
+    let other = session_of(&stack, &token, "2025-11-25").await;
+    let _open = open_stream(other).await;
+    let started = std::time::Instant::now();
+    stack.broker.terminate();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(2), stack.broker.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("an open stream held shutdown for {:?}", started.elapsed()))
+        .unwrap();
+    assert!(status.success());
 }

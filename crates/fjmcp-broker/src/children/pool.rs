@@ -465,7 +465,7 @@ impl Pool {
                 }
             }
         });
-        tracing::info!(user_id = %slot.user_id, generation, pid = ?live.child.pid(), "child started");
+        tracing::info!(user_id = %slot.user_id, generation, pid = live.child.pid().unwrap_or(0), "child started");
         Ok(live)
     }
 

@@ -44,16 +44,52 @@ const SESSION_PREFIX: &str = "fjms_";
 /// JSON-RPC internal error: how backend failures reach the client.
 const INTERNAL_ERROR: i64 = -32603;
 
-/// In-flight 2025-era requests by (session, request id), so a client's
-/// `notifications/cancelled` (a separate POST) can cancel the forwarded call.
+/// What can end work on `/mcp` from outside the request itself: a client's
+/// `notifications/cancelled` (a separate POST) for an in-flight 2025-era
+/// request, a `DELETE` for the session's open streams, and broker shutdown for
+/// every stream (long-lived streams would otherwise hold shutdown for its whole
+/// grace period).
 #[derive(Clone, Default)]
-pub struct Cancellations(Arc<Mutex<HashMap<(String, String), CancellationToken>>>);
+pub struct Cancellations {
+    /// In-flight requests by (session hash, request id).
+    requests: Arc<Mutex<HashMap<(String, String), CancellationToken>>>,
+    /// Open standalone streams by session hash.
+    streams: Arc<Mutex<HashMap<String, Vec<CancellationToken>>>>,
+    /// Cancelled when the broker shuts down; every stream's token is its child.
+    shutdown: CancellationToken,
+}
 
 impl Cancellations {
+    /// Ends every open stream (broker shutdown).
+    pub fn shut_down(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// A token that ends a stream at shutdown (and, for a session's stream, at DELETE).
+    fn stream_token(&self, session: Option<&SecretHash>) -> CancellationToken {
+        let token = self.shutdown.child_token();
+        if let Some(session) = session {
+            let mut streams = self.streams.lock().unwrap();
+            let list = streams.entry(session.as_str().to_string()).or_default();
+            list.retain(|t| !t.is_cancelled());
+            list.push(token.clone());
+        }
+        token
+    }
+
+    fn end_streams(&self, session: &SecretHash) {
+        if let Some(tokens) = self.streams.lock().unwrap().remove(session.as_str()) {
+            tokens.iter().for_each(CancellationToken::cancel);
+        }
+    }
+
     fn register(&self, session: &SecretHash, id: &Value) -> (CancellationToken, InFlightGuard) {
         let key = (session.as_str().to_string(), id.to_string());
         let token = CancellationToken::new();
-        self.0.lock().unwrap().insert(key.clone(), token.clone());
+        self.requests
+            .lock()
+            .unwrap()
+            .insert(key.clone(), token.clone());
         (
             token,
             InFlightGuard {
@@ -65,7 +101,7 @@ impl Cancellations {
 
     fn cancel(&self, session: &SecretHash, id: &Value) {
         let key = (session.as_str().to_string(), id.to_string());
-        if let Some(token) = self.0.lock().unwrap().remove(&key) {
+        if let Some(token) = self.requests.lock().unwrap().remove(&key) {
             token.cancel();
         }
     }
@@ -79,7 +115,7 @@ struct InFlightGuard {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.map.0.lock().unwrap().remove(&self.key);
+        self.map.requests.lock().unwrap().remove(&self.key);
     }
 }
 
@@ -342,25 +378,62 @@ fn listen(state: &AppState, principal: &Principal, request: &RpcRequest, init: &
     let (filter, ack) = ack_subscription(request, &capabilities);
     let subscription_id = request.id.clone();
     let changes = state.pool.subscribe(&principal.user_id);
-    relay_changes(changes, Some(ack), move |notification| {
-        let method = notification
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        filter
-            .accepts(method)
-            .then(|| tag_for_subscription(notification, &subscription_id))
-    })
+    let stop = state.cancellations.stream_token(None);
+    let binding = Binding::Grant(principal.grant_id.clone());
+    relay_changes(
+        state,
+        binding,
+        stop,
+        changes,
+        Some(ack),
+        move |notification| {
+            let method = notification
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            filter
+                .accepts(method)
+                .then(|| tag_for_subscription(notification, &subscription_id))
+        },
+    )
+}
+
+/// What a long-lived stream must stay bound to: checked at every keep-alive,
+/// so a revoked grant or an ended session (on any instance) closes the stream.
+enum Binding {
+    Grant(String),
+    Session { hash: SecretHash, grant_id: String },
+}
+
+impl Binding {
+    async fn holds(&self, state: &AppState) -> bool {
+        let live = match self {
+            Binding::Grant(grant_id) => state
+                .store
+                .grant(grant_id)
+                .await
+                .map(|g| g.is_some_and(|g| g.is_live())),
+            Binding::Session { hash, grant_id } => {
+                state.store.session_is_live(hash, grant_id).await
+            }
+        };
+        // A store that cannot answer does not end the stream: the next tick asks again.
+        live.unwrap_or(true)
+    }
 }
 
 /// An SSE stream of the user's list changes (shaped, or dropped, by `shape`),
 /// after an optional first message, with keep-alive comments, until the client
-/// hangs up.
+/// hangs up, `stop` is cancelled, or `binding` no longer holds.
 fn relay_changes(
+    state: &AppState,
+    binding: Binding,
+    stop: CancellationToken,
     mut changes: broadcast::Receiver<Value>,
     first: Option<Value>,
     shape: impl Fn(Value) -> Option<Value> + Send + 'static,
 ) -> Response {
+    let state = state.clone();
     sse::respond(move |out| async move {
         if let Some(first) = first
             && out.send(sse::event(&first)).await.is_err()
@@ -379,7 +452,13 @@ fn relay_changes(
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                _ = keep_alive.tick() => sse::comment(),
+                _ = keep_alive.tick() => {
+                    if !binding.holds(&state).await {
+                        return;
+                    }
+                    sse::comment()
+                }
+                () = stop.cancelled() => return,
             };
             if out.send(message).await.is_err() {
                 return;
@@ -568,11 +647,17 @@ async fn get_mcp(
     if view.session_id.is_none() {
         return method_not_allowed();
     }
-    if let Err(response) = session_of(&state, &principal, &view, None).await {
-        return response;
-    }
+    let hash = match session_of(&state, &principal, &view, None).await {
+        Ok(hash) => hash,
+        Err(response) => return response,
+    };
     let changes = state.pool.subscribe(&principal.user_id);
-    relay_changes(changes, None, Some)
+    let stop = state.cancellations.stream_token(Some(&hash));
+    let binding = Binding::Session {
+        hash,
+        grant_id: principal.grant_id.clone(),
+    };
+    relay_changes(&state, binding, stop, changes, None, Some)
 }
 
 async fn delete_mcp(
@@ -589,7 +674,10 @@ async fn delete_mcp(
         .delete_session(&hash_secret(&session), &principal.grant_id)
         .await
     {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(true) => {
+            state.cancellations.end_streams(&hash_secret(&session));
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(false) => wire_error(legacy_error(LegacyProblem::UnknownSession, None)),
         Err(e) => {
             tracing::error!(error = %e, "deleting a session failed");

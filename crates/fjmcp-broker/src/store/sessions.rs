@@ -71,6 +71,25 @@ impl Store {
         .transpose()
     }
 
+    /// Whether the session is still live for `grant_id`, without touching it.
+    pub async fn session_is_live(
+        &self,
+        id_hash: &SecretHash,
+        grant_id: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS live FROM sessions s JOIN grants g ON g.id = s.grant_id
+             WHERE s.id_hash = $1 AND s.grant_id = $2 AND s.deleted_at IS NULL
+                 AND s.expires_at > $3 AND g.revoked_at IS NULL",
+        )
+        .bind(id_hash.as_str())
+        .bind(grant_id)
+        .bind(self.now())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Ends a session of `grant_id`; false if there was no such live session.
     pub async fn delete_session(
         &self,
