@@ -31,7 +31,7 @@ use super::era::{
 use super::headers::{RequestHeaders, SESSION_ID};
 use super::modern::{ModernAction, strip_modern_meta, validate_modern};
 use super::sse::{self, Accepts};
-use super::subscriptions::{ack_subscription, tag_for_subscription};
+use super::subscriptions::{ListKind, ack_subscription, tag_for_subscription};
 use super::wire::{Incoming, RpcRequest, WireError, error_response, parse_body, result_response};
 use crate::children::PoolError;
 use crate::crypto::{SecretHash, hash_secret, mint_secret};
@@ -657,7 +657,12 @@ async fn get_mcp(
         hash,
         grant_id: principal.grant_id.clone(),
     };
-    relay_changes(&state, binding, stop, changes, None, Some)
+    // Only list changes: a shared child's log lines and resource updates cannot
+    // be attributed to one session (and neither capability is advertised).
+    relay_changes(&state, binding, stop, changes, None, |notification| {
+        let method = notification.get("method").and_then(Value::as_str)?;
+        ListKind::of_notification(method).map(|_| notification)
+    })
 }
 
 async fn delete_mcp(
