@@ -74,6 +74,8 @@ class Browser:
         self.decision = decision
         self.http = httpx.AsyncClient(follow_redirects=False, timeout=30)
         self.hops: list[tuple[str, str]] = []
+        # (URL, HTML) of every page whose form the browser filled in: sign-in, consent.
+        self.pages: list[tuple[str, str]] = []
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -105,6 +107,7 @@ class Browser:
 
     async def _submit(self, page: httpx.Response) -> httpx.Response:
         """Fills in and submits the one form a page shows (sign-in or consent)."""
+        self.pages.append((str(page.url), page.text))
         forms = forms_of(page.text)
         if len(forms) != 1:
             raise BrowserError(f"expected one form at {page.url}, found {len(forms)}: {page.text[:500]}")

@@ -68,6 +68,8 @@ class Stack:
     """A running double + broker pair, and where their logs go."""
 
     workdir: Path
+    # Extra environment for the broker, over the defaults below (e.g. a test-only switch).
+    broker_env: dict[str, str] = field(default_factory=dict)
     issuer: str = ""
     forgejo_url: str = ""
     double: subprocess.Popen | None = None
@@ -84,11 +86,11 @@ class Stack:
     # -- start -------------------------------------------------------------
 
     @classmethod
-    def start(cls, workdir: Path, attempts: int = 3) -> "Stack":
+    def start(cls, workdir: Path, attempts: int = 3, broker_env: dict[str, str] | None = None) -> "Stack":
         """Starts both processes; retries with new ports if one was taken meanwhile."""
         last: Exception | None = None
         for attempt in range(attempts):
-            stack = cls(workdir=workdir / f"attempt-{attempt}")
+            stack = cls(workdir=workdir / f"attempt-{attempt}", broker_env=dict(broker_env or {}))
             stack.workdir.mkdir(parents=True, exist_ok=True)
             try:
                 stack._start()
@@ -165,6 +167,7 @@ class Stack:
                 "FJMCP_LOG_FORMAT": "json",
             }
         )
+        env.update(self.broker_env)
         with open(log, "wb") as out:
             self.broker = subprocess.Popen(
                 [str(binary("fjmcp-broker")), "serve"],

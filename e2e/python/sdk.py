@@ -148,3 +148,17 @@ async def connect(stack: Stack, login: str, mode: str) -> AsyncIterator[Connecti
                 yield Connection(client, provider, storage, recorder, landings)
     finally:
         await browser.aclose()
+
+
+@asynccontextmanager
+async def connect_with_token(stack: Stack, access_token: str, mode: str) -> AsyncIterator[tuple[Client, Recorder]]:
+    """An SDK `Client` on the broker's `/mcp` with a bearer token obtained outside the SDK."""
+    recorder = Recorder()
+    async with httpx2.AsyncClient(
+        headers={"authorization": f"Bearer {access_token}"},
+        event_hooks={"response": [recorder.on_response]},
+        timeout=httpx2.Timeout(30, read=60),
+    ) as http:
+        transport = streamable_http_client(stack.mcp_url, http_client=http)
+        async with Client(transport, mode=mode, read_timeout_seconds=30) as client:
+            yield client, recorder

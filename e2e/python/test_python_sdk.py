@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
+import json
 import secrets
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.auth.utils import should_use_client_metadata_url
+from mcp.shared.auth import OAuthClientMetadata, OAuthMetadata
 
 from browser import Browser
 from harness import USERS, Stack
-from sdk import CLAUDE_CALLBACK, Connection, Exchange, connect
+from sdk import CLAUDE_CALLBACK, Connection, Exchange, MemoryTokenStorage, Recorder, connect, connect_with_token
 
 pytestmark = pytest.mark.anyio
 
@@ -344,3 +352,140 @@ async def test_a_wrong_code_verifier_is_invalid_grant(stack: Stack) -> None:
         assert response.status_code == 400, (response.status_code, response.text)
         assert response.json()["error"] == "invalid_grant", response.text
         assert "access_token" not in response.json()
+
+
+# -- client ID metadata documents ---------------------------------------------
+
+
+class MetadataDocumentServer:
+    """The client's own web server: publishes its Client ID Metadata Document at `url`
+    (plain http on loopback, which only a broker with its test-only switch fetches)."""
+
+    def __init__(self, client_name: str) -> None:
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests.append(self.path)
+                if self.path != "/client.json":
+                    self.send_error(404)
+                    return
+                body = json.dumps(owner.document).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/client.json"
+        self.document = {
+            "client_id": self.url,
+            "client_name": client_name,
+            "redirect_uris": [CLAUDE_CALLBACK],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        }
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def metadata_document() -> Iterator[MetadataDocumentServer]:
+    server = MetadataDocumentServer("fjmcp-broker e2e (metadata document)")
+    yield server
+    server.close()
+
+
+async def test_a_client_id_metadata_document_replaces_registration(
+    loopback_cimd_stack: Stack, metadata_document: MetadataDocumentServer
+) -> None:
+    stack, doc_url = loopback_cimd_stack, metadata_document.url
+
+    # The SDK (mcp 2.3.0) takes `client_metadata_url` only as https with a path
+    # (`is_valid_client_metadata_url`, checked in `OAuthClientProvider.__init__`), and the
+    # broker fetches https documents only from public addresses. So the OAuth part is done
+    # by hand here, as the SDK would do it for an https URL: no registration, the document
+    # URL as `client_id`, PKCE, no client secret. The SDK then makes the MCP calls with
+    # the bearer token it got.
+    with pytest.raises(ValueError, match="HTTPS"):
+        OAuthClientProvider(
+            server_url=stack.mcp_url,
+            client_metadata=OAuthClientMetadata(redirect_uris=[CLAUDE_CALLBACK]),
+            storage=MemoryTokenStorage(),
+            client_metadata_url=doc_url,
+        )
+
+    recorder = Recorder()
+    async with httpx.AsyncClient(timeout=30, event_hooks={"response": [recorder.on_response]}) as http:
+        metadata = (await http.get(stack.url("/.well-known/oauth-authorization-server"))).json()
+        assert metadata["client_id_metadata_document_supported"] is True
+        assert "none" in metadata["token_endpoint_auth_methods_supported"]
+        # The SDK's own rule: given such metadata it skips registration for the document URL.
+        assert should_use_client_metadata_url(OAuthMetadata.model_validate(metadata), doc_url)
+
+        verifier, challenge = pkce_pair()
+        state = secrets.token_urlsafe(16)
+        authorize = metadata["authorization_endpoint"] + "?" + urlencode(
+            {
+                "response_type": "code",
+                "client_id": doc_url,
+                "redirect_uri": CLAUDE_CALLBACK,
+                "state": state,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "scope": "mcp",
+                "resource": stack.mcp_url,
+            }
+        )
+        browser = Browser([stack.issuer, stack.forgejo_url], "alice", USERS["alice"])
+        try:
+            landing = await browser.authorize(authorize)
+        finally:
+            await browser.aclose()
+        assert landing.url.startswith(CLAUDE_CALLBACK + "?")
+        assert landing.query.get("state") == state
+        assert landing.query.get("iss") == stack.issuer
+
+        # The broker fetched the document once (at /oauth/authorize; it is cached for an hour
+        # as no Cache-Control says otherwise) and named the client after it on the consent page.
+        assert metadata_document.requests == ["/client.json"]
+        [consent] = [page for url, page in browser.pages if urlsplit(url).path == "/oauth/callback"]
+        assert f"Allow {html.escape(metadata_document.document['client_name'])} to use Forgejo as alice?" in consent
+        assert f"Client id: <code>{html.escape(doc_url)}</code>" in consent
+
+        token = await http.post(
+            metadata["token_endpoint"],
+            data={
+                "grant_type": "authorization_code",
+                "code": landing.query["code"],
+                "client_id": doc_url,
+                "redirect_uri": CLAUDE_CALLBACK,
+                "code_verifier": verifier,
+                "resource": stack.mcp_url,
+            },
+        )
+        assert token.status_code == 200, (token.status_code, token.text)
+        tokens = token.json()
+        assert tokens["token_type"].lower() == "bearer"
+        assert tokens["access_token"] and tokens["refresh_token"]
+
+    async with connect_with_token(stack, tokens["access_token"], "auto") as (client, mcp_recorder):
+        assert client.protocol_version == MODERN
+        who = await client.call_tool("whoami", {})
+        assert [c.text for c in who.content if c.type == "text"] == ["alice"]
+
+    wire = recorder.exchanges + mcp_recorder.exchanges
+    assert [e.path for e in wire if e.path.startswith("/oauth/")] == ["/oauth/token"], wire
+    assert all(e.status == 200 for e in mcp_recorder.exchanges), mcp_recorder.exchanges
+    assert metadata_document.requests == ["/client.json"]
