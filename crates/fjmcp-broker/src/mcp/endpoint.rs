@@ -25,7 +25,7 @@ use super::decorate::{
     legacy_initialize_result,
 };
 use super::era::{
-    LEGACY_FORWARDED_METHODS, LegacyProblem, LegacyReason, Route, classify, legacy_error,
+    LegacyProblem, LegacyReason, Route, classify, is_legacy_forwarded, legacy_error,
     legacy_header_version,
 };
 use super::headers::{RequestHeaders, SESSION_ID};
@@ -536,7 +536,7 @@ async fn legacy(
                 "ping" | "logging/setLevel" => {
                     json_response(StatusCode::OK, &result_response(request.id, json!({})))
                 }
-                method if !LEGACY_FORWARDED_METHODS.contains(&method) => json_response(
+                method if !is_legacy_forwarded(method) => json_response(
                     StatusCode::OK,
                     &error_response(id, -32601, &format!("Method not found: {method}"), None),
                 ),

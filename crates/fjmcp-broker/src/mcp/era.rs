@@ -267,25 +267,18 @@ fn modern_header<'h>(headers: &RequestHeaders<'h>) -> Option<&'h str> {
         .filter(|v| is_modern_era_version(v))
 }
 
-/// Requests a 2025-era session forwards to the child: the methods both eras
-/// share, plus the 2025-11-25 task methods (the child's `tasks` capability is
-/// advertised to 2025 clients). Anything else is answered -32601 by the broker,
-/// so nothing but a known request reaches a child; `resources/subscribe` is
-/// not among them because the broker cannot route a shared child's updates.
-pub const LEGACY_FORWARDED_METHODS: [&str; 12] = [
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "tasks/get",
-    "tasks/list",
-    "tasks/cancel",
-    "tasks/result",
-];
+/// The 2025-11-25 task methods, forwarded on 2025-era sessions (the child's
+/// `tasks` capability is advertised to 2025 clients).
+pub const LEGACY_TASK_METHODS: [&str; 4] =
+    ["tasks/get", "tasks/list", "tasks/cancel", "tasks/result"];
+
+/// Whether a 2025-era session forwards `method` to the child: the methods both
+/// eras share, plus the task methods. Anything else is answered -32601 by the
+/// broker, so nothing but a known request reaches a child; `resources/subscribe`
+/// is not among them because the broker cannot route a shared child's updates.
+pub fn is_legacy_forwarded(method: &str) -> bool {
+    super::modern::FORWARDED_METHODS.contains(&method) || LEGACY_TASK_METHODS.contains(&method)
+}
 
 /// The 2025-era `MCP-Protocol-Version` rule for a request after `initialize`:
 /// the version the request says it speaks, or 400 (see the module notes).
