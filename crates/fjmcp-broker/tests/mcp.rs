@@ -1063,6 +1063,22 @@ async fn streams_end_with_their_session_and_never_hold_shutdown() {
 
     let other = session_of(&stack, &token, "2025-11-25").await;
     let _open = open_stream(other).await;
+    let listen = modern(
+        json!("sub-9"),
+        "subscriptions/listen",
+        json!({"notifications": {"toolsListChanged": true}}),
+    );
+    let mut listen_request = stack
+        .http
+        .post(stack.url("/mcp"))
+        .bearer_auth(&token)
+        .json(&listen)
+        .header("accept", "text/event-stream");
+    for (k, v) in modern_headers("subscriptions/listen", None) {
+        listen_request = listen_request.header(k, v);
+    }
+    let mut listen_stream = listen_request.send().await.unwrap();
+    assert_eq!(listen_stream.status(), 200);
     let started = std::time::Instant::now();
     stack.broker.terminate();
     let status = tokio::time::timeout(std::time::Duration::from_secs(2), stack.broker.child.wait())
@@ -1070,4 +1086,23 @@ async fn streams_end_with_their_session_and_never_hold_shutdown() {
         .unwrap_or_else(|_| panic!("an open stream held shutdown for {:?}", started.elapsed()))
         .unwrap();
     assert!(status.success());
+    // The broker ended the subscription gracefully: its last message is the
+    // listen request's response.
+    let mut text = String::new();
+    while let Ok(Some(chunk)) = listen_stream.chunk().await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let last: Value = serde_json::from_str(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["id"], "sub-9", "{text}");
+    assert_eq!(last["result"]["resultType"], "complete");
+    assert_eq!(
+        last["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+        "sub-9"
+    );
 }

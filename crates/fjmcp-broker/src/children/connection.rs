@@ -20,7 +20,6 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::CallError;
@@ -70,7 +69,6 @@ pub(crate) struct Connection {
     writer: mpsc::Sender<String>,
     notifications: broadcast::Sender<Value>,
     in_flight: AtomicUsize,
-    last_activity: Mutex<Instant>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -91,21 +89,12 @@ impl Connection {
             writer,
             notifications,
             in_flight: AtomicUsize::new(0),
-            last_activity: Mutex::new(Instant::now()),
         };
         (connection, queue)
     }
 
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn last_activity(&self) -> Instant {
-        *lock(&self.last_activity)
-    }
-
-    fn touch(&self) {
-        *lock(&self.last_activity) = Instant::now();
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Value> {
@@ -210,7 +199,6 @@ impl Connection {
             }
         }
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.touch();
         let mut guard = CallGuard {
             connection: self,
             child_id,
@@ -395,7 +383,6 @@ impl Drop for CallGuard<'_> {
             state.calls.remove(&self.child_id).is_some()
         };
         self.connection.in_flight.fetch_sub(1, Ordering::AcqRel);
-        self.connection.touch();
         if abandoned && self.cancel {
             self.connection.send_now(
                 json!({

@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use connection::Connection;
@@ -403,11 +402,6 @@ impl Child {
         self.inner.connection.in_flight()
     }
 
-    /// When the last call started or finished (or the child was spawned), for the idle reaper.
-    pub fn last_activity(&self) -> Instant {
-        self.inner.connection.last_activity()
-    }
-
     /// Whether a new call would be sent: the process is running, its output has
     /// not ended and no stop has begun. A child that fails this is replaced.
     pub fn accepts_calls(&self) -> bool {
@@ -438,10 +432,5 @@ impl Child {
     /// The process id while the process is unreaped (it is also its process group id).
     pub fn pid(&self) -> Option<u32> {
         self.is_alive().then_some(self.inner.process.pid)
-    }
-
-    /// The label given in the spec, for logs.
-    pub fn label(&self) -> &str {
-        &self.inner.process.label
     }
 }

@@ -46,6 +46,34 @@ pub struct PoolSettings {
     pub work_root: PathBuf,
 }
 
+impl PoolSettings {
+    /// The pool's settings from the broker's configuration.
+    pub fn from_config(config: &crate::config::Config) -> PoolSettings {
+        let children = &config.children;
+        PoolSettings {
+            command: children.command.clone(),
+            inherited_env: children.inherited_env.clone(),
+            forgejo_url: config.forgejo.url.clone(),
+            idle_timeout: children.idle_timeout,
+            reap_interval: children.reap_interval,
+            rotate_interval: children.rotate_interval,
+            refresh_lead: children.refresh_lead,
+            max_children: children.max_children,
+            max_in_flight_per_child: children.max_in_flight_per_child,
+            request_timeout: config.http.request_timeout,
+            limits: ResourceLimits {
+                address_space_bytes: children.limit_address_space_bytes,
+                open_files: children.limit_open_files,
+                cpu_seconds: children.limit_cpu_seconds,
+                // The running broker binary is the wrapper.
+                wrapper: None,
+            },
+            // Private per process, so two brokers on one machine never share it.
+            work_root: std::env::temp_dir().join(format!("fjmcp-broker-{}", std::process::id())),
+        }
+    }
+}
+
 /// Why a call could not be served. The MCP front maps each to the wire.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -75,6 +103,20 @@ pub enum PoolError {
     /// Forgejo or the store is unreachable right now: 503 with `Retry-After`.
     #[error("temporarily unavailable: {0}")]
     Unavailable(String),
+}
+
+impl PoolError {
+    /// When a refused call is worth retrying (the `Retry-After` of a 503):
+    /// `None` for failures a retry would not cure.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            PoolError::AtCapacity { retry_after } | PoolError::Busy { retry_after } => {
+                Some(*retry_after)
+            }
+            PoolError::Unavailable(_) => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
 }
 
 /// Counters for metrics and tests.
@@ -231,15 +273,6 @@ impl Pool {
             CallError::Exited | CallError::Closed => PoolError::BackendExited,
             CallError::Invalid(why) => PoolError::InvalidRequest(why),
         })
-    }
-
-    /// Forwards a notification (e.g. `notifications/cancelled` from a client) to
-    /// the user's child if one is running; never starts one for it.
-    pub async fn notify(&self, user_id: &str, notification: Value) {
-        let slot = self.inner.users.lock().unwrap().get(user_id).cloned();
-        if let Some(live) = slot.and_then(|slot| Self::current_alive(&slot)) {
-            let _ = live.child.notify(notification).await;
-        }
     }
 
     /// Unsolicited notifications of the user's child (list changes), across respawns.

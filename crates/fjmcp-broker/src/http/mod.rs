@@ -21,7 +21,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::children::{Pool, PoolSettings, ResourceLimits};
+use crate::children::{Pool, PoolSettings};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::forgejo::{EndpointOverrides, ForgejoClient};
@@ -71,29 +71,8 @@ impl AppState {
             allow_loopback_http: config.oauth.client_metadata_allow_loopback_http,
             ..FetchPolicy::default()
         });
-        let children = &config.children;
         let pool = Pool::new(
-            PoolSettings {
-                command: children.command.clone(),
-                inherited_env: children.inherited_env.clone(),
-                forgejo_url: config.forgejo.url.clone(),
-                idle_timeout: children.idle_timeout,
-                reap_interval: children.reap_interval,
-                rotate_interval: children.rotate_interval,
-                refresh_lead: children.refresh_lead,
-                max_children: children.max_children,
-                max_in_flight_per_child: children.max_in_flight_per_child,
-                request_timeout: config.http.request_timeout,
-                limits: ResourceLimits {
-                    address_space_bytes: children.limit_address_space_bytes,
-                    open_files: children.limit_open_files,
-                    cpu_seconds: children.limit_cpu_seconds,
-                    wrapper: None,
-                },
-                // Private per process, so two brokers on one machine never share it.
-                work_root: std::env::temp_dir()
-                    .join(format!("fjmcp-broker-{}", std::process::id())),
-            },
+            PoolSettings::from_config(&config),
             store.clone(),
             forgejo.clone(),
             clock.clone(),

@@ -31,7 +31,7 @@ use super::era::{
 use super::headers::{RequestHeaders, SESSION_ID};
 use super::modern::{ModernAction, strip_modern_meta, validate_modern};
 use super::sse::{self, Accepts};
-use super::subscriptions::{ListKind, ack_subscription, tag_for_subscription};
+use super::subscriptions::{ListKind, ack_subscription, subscription_closed, tag_for_subscription};
 use super::wire::{Incoming, RpcRequest, WireError, error_response, parse_body, result_response};
 use crate::children::PoolError;
 use crate::crypto::{SecretHash, hash_secret, mint_secret};
@@ -164,25 +164,15 @@ fn accepted() -> Response {
 /// Turns a pool failure into the answer to request `id`.
 fn pool_error(id: Option<Value>, error: PoolError, state: &AppState) -> Response {
     match error {
-        PoolError::AtCapacity { retry_after } | PoolError::Busy { retry_after } => {
+        PoolError::AtCapacity { .. } | PoolError::Busy { .. } | PoolError::Unavailable(_) => {
             let mut response = json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &error_response(id, INTERNAL_ERROR, &error.to_string(), None),
             );
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after.as_secs().max(1)),
-            );
-            response
-        }
-        PoolError::Unavailable(_) => {
-            let mut response = json_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &error_response(id, INTERNAL_ERROR, &error.to_string(), None),
-            );
+            let retry_after = error.retry_after().unwrap_or_default().as_secs().max(1);
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             response
         }
         PoolError::CredentialDead => {
@@ -377,25 +367,38 @@ fn listen(state: &AppState, principal: &Principal, request: &RpcRequest, init: &
     let capabilities = init.get("capabilities").cloned().unwrap_or(Value::Null);
     let (filter, ack) = ack_subscription(request, &capabilities);
     let subscription_id = request.id.clone();
+    let server_info = child_server_info(init)
+        .cloned()
+        .unwrap_or_else(broker_server_info);
+    let stream = Stream {
+        binding: Binding::Grant(principal.grant_id.clone()),
+        stop: state.cancellations.stream_token(None),
+        first: Some(ack),
+        // The spec's graceful end of a subscription, when the broker ends it.
+        last: Some(subscription_closed(&subscription_id, &server_info)),
+    };
     let changes = state.pool.subscribe(&principal.user_id);
-    let stop = state.cancellations.stream_token(None);
-    let binding = Binding::Grant(principal.grant_id.clone());
-    relay_changes(
-        state,
-        binding,
-        stop,
-        changes,
-        Some(ack),
-        move |notification| {
-            let method = notification
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            filter
-                .accepts(method)
-                .then(|| tag_for_subscription(notification, &subscription_id))
-        },
-    )
+    relay_changes(state, stream, changes, move |notification| {
+        let method = notification
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        filter
+            .accepts(method)
+            .then(|| tag_for_subscription(notification, &subscription_id))
+    })
+}
+
+/// A long-lived stream's frame around the relayed changes.
+struct Stream {
+    /// What the stream must stay bound to.
+    binding: Binding,
+    /// Ends the stream from outside (shutdown, DELETE of its session).
+    stop: CancellationToken,
+    /// Sent before any change (a listen acknowledgement).
+    first: Option<Value>,
+    /// Sent when the broker, not the client, ends the stream.
+    last: Option<Value>,
 }
 
 /// What a long-lived stream must stay bound to: checked at every keep-alive,
@@ -423,18 +426,22 @@ impl Binding {
 }
 
 /// An SSE stream of the user's list changes (shaped, or dropped, by `shape`),
-/// after an optional first message, with keep-alive comments, until the client
-/// hangs up, `stop` is cancelled, or `binding` no longer holds.
+/// framed by `stream`, with keep-alive comments, until the client hangs up,
+/// `stream.stop` is cancelled, or `stream.binding` no longer holds.
 fn relay_changes(
     state: &AppState,
-    binding: Binding,
-    stop: CancellationToken,
+    stream: Stream,
     mut changes: broadcast::Receiver<Value>,
-    first: Option<Value>,
     shape: impl Fn(Value) -> Option<Value> + Send + 'static,
 ) -> Response {
     let state = state.clone();
     sse::respond(move |out| async move {
+        let Stream {
+            binding,
+            stop,
+            first,
+            last,
+        } = stream;
         if let Some(first) = first
             && out.send(sse::event(&first)).await.is_err()
         {
@@ -450,19 +457,23 @@ fn relay_changes(
                         None => continue,
                     },
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    Err(broadcast::error::RecvError::Closed) => break,
                 },
                 _ = keep_alive.tick() => {
                     if !binding.holds(&state).await {
-                        return;
+                        break;
                     }
                     sse::comment()
                 }
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => break,
             };
             if out.send(message).await.is_err() {
+                // The client hung up: nobody to say goodbye to.
                 return;
             }
+        }
+        if let Some(last) = last {
+            let _ = out.send(sse::event(&last)).await;
         }
     })
 }
@@ -651,15 +662,19 @@ async fn get_mcp(
         Ok(hash) => hash,
         Err(response) => return response,
     };
-    let changes = state.pool.subscribe(&principal.user_id);
-    let stop = state.cancellations.stream_token(Some(&hash));
-    let binding = Binding::Session {
-        hash,
-        grant_id: principal.grant_id.clone(),
+    let stream = Stream {
+        stop: state.cancellations.stream_token(Some(&hash)),
+        binding: Binding::Session {
+            hash,
+            grant_id: principal.grant_id.clone(),
+        },
+        first: None,
+        last: None,
     };
+    let changes = state.pool.subscribe(&principal.user_id);
     // Only list changes: a shared child's log lines and resource updates cannot
     // be attributed to one session (and neither capability is advertised).
-    relay_changes(&state, binding, stop, changes, None, |notification| {
+    relay_changes(&state, stream, changes, |notification| {
         let method = notification.get("method").and_then(Value::as_str)?;
         ListKind::of_notification(method).map(|_| notification)
     })
