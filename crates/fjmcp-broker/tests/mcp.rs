@@ -96,6 +96,19 @@ fn modern_headers<'a>(method: &'a str, name: Option<&'a str>) -> Vec<(&'a str, &
     headers
 }
 
+/// A well-formed 2026-07-28 request: the `Mcp-Method` and `Mcp-Name` headers
+/// mirror the body, as a conforming client sends them.
+async fn call_modern(stack: &Stack, token: &str, id: Value, method: &str, params: Value) -> Reply {
+    let name = params
+        .get("name")
+        .or_else(|| params.get("uri"))
+        .and_then(Value::as_str)
+        .filter(|_| matches!(method, "tools/call" | "prompts/get" | "resources/read"))
+        .map(str::to_string);
+    let headers = modern_headers(method, name.as_deref());
+    post(stack, Some(token), &headers, modern(id, method, params)).await
+}
+
 #[tokio::test]
 async fn screening_and_authentication_come_before_any_protocol_logic() {
     let stack = stack().await;
@@ -320,26 +333,14 @@ async fn sessions_belong_to_their_grant_and_users_never_share_a_child() {
 async fn stateless_2026_requests_are_validated_forwarded_and_decorated() {
     let stack = stack().await;
     let token = token_of(&stack, "alice").await;
-    let discover = post(
-        &stack,
-        Some(&token),
-        &modern_headers("server/discover", None),
-        modern(json!(1), "server/discover", json!({})),
-    )
-    .await;
+    let discover = call_modern(&stack, &token, json!(1), "server/discover", json!({})).await;
     assert_eq!(discover.status, 200, "{}", discover.text);
     let result = &discover.json()["result"];
     assert_eq!(result["supportedVersions"], json!([MODERN]));
     assert_eq!(result["resultType"], "complete");
     assert!(result["capabilities"].get("logging").is_none());
 
-    let list = post(
-        &stack,
-        Some(&token),
-        &modern_headers("tools/list", None),
-        modern(json!("l"), "tools/list", json!({})),
-    )
-    .await;
+    let list = call_modern(&stack, &token, json!("l"), "tools/list", json!({})).await;
     assert_eq!(list.status, 200, "{}", list.text);
     let body = list.json();
     assert_eq!(body["id"], "l");
@@ -355,24 +356,22 @@ async fn stateless_2026_requests_are_validated_forwarded_and_decorated() {
         "no sessions in 2026-07-28"
     );
 
-    let call = post(
+    let call = call_modern(
         &stack,
-        Some(&token),
-        &modern_headers("tools/call", Some("echo")),
-        modern(
-            json!(2),
-            "tools/call",
-            json!({"name": "echo", "arguments": {"text": "hi"}}),
-        ),
+        &token,
+        json!(2),
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "hi"}}),
     )
     .await;
     assert_eq!(call.json()["result"]["content"][0]["text"], "hi");
 
-    let missing_resource = post(
+    let missing_resource = call_modern(
         &stack,
-        Some(&token),
-        &modern_headers("resources/read", Some("test://nope")),
-        modern(json!(3), "resources/read", json!({"uri": "test://nope"})),
+        &token,
+        json!(3),
+        "resources/read",
+        json!({"uri": "test://nope"}),
     )
     .await;
     assert_eq!(
@@ -793,13 +792,7 @@ async fn resources_prompts_and_completion_pass_through_in_both_eras() {
         prompt.text
     );
 
-    let resources = post(
-        &stack,
-        Some(&token),
-        &modern_headers("resources/list", None),
-        modern(json!(4), "resources/list", json!({})),
-    )
-    .await;
+    let resources = call_modern(&stack, &token, json!(4), "resources/list", json!({})).await;
     assert!(
         resources.json()["result"]["resources"]
             .as_array()
@@ -808,11 +801,12 @@ async fn resources_prompts_and_completion_pass_through_in_both_eras() {
             .any(|r| r["uri"] == "test://static-text")
     );
     assert_eq!(resources.json()["result"]["cacheScope"], "private");
-    let templates = post(
+    let templates = call_modern(
         &stack,
-        Some(&token),
-        &modern_headers("resources/templates/list", None),
-        modern(json!(5), "resources/templates/list", json!({})),
+        &token,
+        json!(5),
+        "resources/templates/list",
+        json!({}),
     )
     .await;
     assert!(
@@ -820,15 +814,12 @@ async fn resources_prompts_and_completion_pass_through_in_both_eras() {
         "{}",
         templates.text
     );
-    let read = post(
+    let read = call_modern(
         &stack,
-        Some(&token),
-        &modern_headers("resources/read", Some("test://template/7/data")),
-        modern(
-            json!(6),
-            "resources/read",
-            json!({"uri": "test://template/7/data"}),
-        ),
+        &token,
+        json!(6),
+        "resources/read",
+        json!({"uri": "test://template/7/data"}),
     )
     .await;
     assert_eq!(
@@ -838,13 +829,7 @@ async fn resources_prompts_and_completion_pass_through_in_both_eras() {
         read.text
     );
     assert!(read.json()["result"]["ttlMs"].is_number());
-    let prompts = post(
-        &stack,
-        Some(&token),
-        &modern_headers("prompts/list", None),
-        modern(json!(7), "prompts/list", json!({})),
-    )
-    .await;
+    let prompts = call_modern(&stack, &token, json!(7), "prompts/list", json!({})).await;
     assert!(
         prompts.json()["result"]["prompts"]
             .as_array()
@@ -852,34 +837,28 @@ async fn resources_prompts_and_completion_pass_through_in_both_eras() {
             .iter()
             .any(|p| p["name"] == "test_prompt_with_arguments")
     );
-    let get = post(
+    let get = call_modern(
         &stack,
-        Some(&token),
-        &modern_headers("prompts/get", Some("test_prompt_with_arguments")),
-        modern(
-            json!(8),
-            "prompts/get",
-            json!({"name": "test_prompt_with_arguments", "arguments": {"arg1": "a", "arg2": "b"}}),
-        ),
+        &token,
+        json!(8),
+        "prompts/get",
+        json!({"name": "test_prompt_with_arguments", "arguments": {"arg1": "a", "arg2": "b"}}),
     )
     .await;
     assert!(get.json()["result"]["messages"].is_array(), "{}", get.text);
-    let complete = post(&stack, Some(&token), &modern_headers("completion/complete", None), modern(json!(9), "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"}, "argument": {"name": "arg1", "value": ""}}))).await;
+    let complete = call_modern(&stack, &token, json!(9), "completion/complete", json!({"ref": {"type": "ref/prompt", "name": "test_prompt_with_arguments"}, "argument": {"name": "arg1", "value": ""}})).await;
     assert!(
         complete.json()["result"]["completion"]["values"].is_array(),
         "{}",
         complete.text
     );
     // A capability the client did not declare: -32021 with HTTP 400.
-    let needs_sampling = post(
+    let needs_sampling = call_modern(
         &stack,
-        Some(&token),
-        &modern_headers("tools/call", Some("test_missing_capability")),
-        modern(
-            json!(10),
-            "tools/call",
-            json!({"name": "test_missing_capability", "arguments": {}}),
-        ),
+        &token,
+        json!(10),
+        "tools/call",
+        json!({"name": "test_missing_capability", "arguments": {}}),
     )
     .await;
     assert_eq!(
@@ -908,13 +887,7 @@ async fn closing_a_stream_or_sending_cancelled_cancels_the_child_request() {
     let stack = stack().await;
     let token = token_of(&stack, "alice").await;
     // Start alice's child first, so the slow request below reaches it at once.
-    let warm = post(
-        &stack,
-        Some(&token),
-        &modern_headers("tools/list", None),
-        modern(json!(0), "tools/list", json!({})),
-    )
-    .await;
+    let warm = call_modern(&stack, &token, json!(0), "tools/list", json!({})).await;
     assert_eq!(warm.status, 200);
     // 2026-07-28: close the SSE response stream of a slow request.
     let mut call = modern(
@@ -1095,7 +1068,7 @@ async fn streams_end_with_their_session_and_never_hold_shutdown() {
     let last: Value = serde_json::from_str(
         text.lines()
             .filter_map(|l| l.strip_prefix("data: "))
-            .last()
+            .next_back()
             .unwrap(),
     )
     .unwrap();

@@ -706,7 +706,7 @@ mod oauth_state {
     }
 
     #[tokio::test]
-    async fn concurrent_rotations_of_one_token_never_both_start_new_families() {
+    async fn concurrent_refreshes_of_one_token_inside_the_grace_window_both_succeed() {
         for db in TestDatabase::all().await {
             let store = with_user_and_client(&db, ManualClock::at(1_000)).await;
             let grant = store

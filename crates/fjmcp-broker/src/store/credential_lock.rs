@@ -77,6 +77,8 @@ async fn revoke_all_in(
 
 impl CredentialLock {
     /// The credential as it is now (another instance may just have refreshed it).
+    /// `&mut`: the lock holds a transaction, which is not `Sync`, so a shared
+    /// borrow across this await would make callers' futures not `Send`.
     pub async fn current(
         &mut self,
     ) -> Result<Option<(UserRecord, UpstreamCredential)>, StoreError> {
