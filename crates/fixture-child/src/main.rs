@@ -151,7 +151,9 @@ async fn connect_forgejo(url_flag: Option<String>) -> Result<Option<Forgejo>, St
     Ok(Some(client))
 }
 
-/// An environment variable, treating empty as unset.
+/// An environment variable, treating empty as unset. The child is configured
+/// through its environment, as forgejo-mcp is.
+#[allow(clippy::disallowed_methods)]
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }

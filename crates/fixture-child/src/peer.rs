@@ -108,6 +108,7 @@ impl std::fmt::Display for ClientRequestError {
 }
 
 /// The client, shared by every request task.
+#[derive(Debug)]
 pub struct Peer {
     /// Queue to the writer task that owns stdout.
     out: mpsc::UnboundedSender<Value>,
@@ -278,6 +279,7 @@ impl Drop for PendingGuard<'_> {
 }
 
 /// One incoming request as its handler sees it.
+#[derive(Debug)]
 pub struct RequestContext {
     /// The client.
     peer: std::sync::Arc<Peer>,
@@ -392,10 +394,8 @@ mod tests {
         peer.set_client_capabilities(json!({ "elicitation": {} }));
         let plain = RequestContext::new(peer.clone(), &json!({}));
         assert!(plain.client_declares("sampling"), "assumed");
-        let explicit = RequestContext::new(
-            peer.clone(),
-            &json!({ "_meta": { META_CLIENT_CAPABILITIES: {} } }),
-        );
+        let explicit =
+            RequestContext::new(peer, &json!({ "_meta": { META_CLIENT_CAPABILITIES: {} } }));
         assert!(!explicit.client_declares("sampling"));
 
         let (strict, _rx) = self::peer(false);

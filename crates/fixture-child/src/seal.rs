@@ -20,6 +20,13 @@ pub struct StateSealer {
     key: [u8; 32],
 }
 
+/// The key is secret: `Debug` shows none of it.
+impl std::fmt::Debug for StateSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateSealer").finish_non_exhaustive()
+    }
+}
+
 impl StateSealer {
     /// A sealer with a fresh random key, so states from another process never verify.
     pub fn random() -> std::io::Result<Self> {

@@ -101,7 +101,7 @@ impl Dispatcher {
                     .send(protocol::error_response(&rejected.id, &rejected.error));
             }
             Ok(Incoming::Response { id, outcome }) => {
-                self.peer.complete_client_request(&id, outcome)
+                self.peer.complete_client_request(&id, outcome);
             }
             Ok(Incoming::Notification { method, params }) => self.on_notification(&method, params),
             Ok(Incoming::Request { id, method, params }) => self.on_request(id, method, params),

@@ -3,10 +3,20 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch: the unit every stored time uses.
-pub type UnixSeconds = i64;
+pub(crate) type UnixSeconds = i64;
+
+/// The longest span [`seconds`] returns: about 35 000 years, so `now + seconds(d)`
+/// never overflows whatever duration a setting holds.
+const MAX_SECONDS: i64 = 1 << 40;
+
+/// A configured duration as whole seconds, the unit of every stored time and
+/// every deadline computed from the clock (sub-second parts are dropped).
+pub(crate) fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).map_or(MAX_SECONDS, |s| s.min(MAX_SECONDS))
+}
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -20,9 +30,11 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixSeconds {
+        // The one place that reads the system's wall clock.
+        #[allow(clippy::disallowed_methods)]
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
+            .map(seconds)
             .unwrap_or(0)
     }
 }
@@ -46,5 +58,22 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> UnixSeconds {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_saturate_instead_of_overflowing() {
+        assert_eq!(seconds(Duration::from_millis(1500)), 1);
+        assert_eq!(seconds(Duration::MAX), MAX_SECONDS);
+        assert!(
+            SystemClock
+                .now()
+                .checked_add(seconds(Duration::MAX))
+                .is_some()
+        );
     }
 }

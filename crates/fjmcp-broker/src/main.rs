@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use fjmcp_broker::children::limits;
 use fjmcp_broker::cli::{Cli, Command};
-use fjmcp_broker::config::{self, ProcessEnvironment, settings};
+use fjmcp_broker::config::{self, ProcessEnvironment};
 use fjmcp_broker::server::{self, StartError};
 use fjmcp_broker::{telemetry, version};
 
@@ -28,10 +28,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let flags = cli.command.flags();
     let env = ProcessEnvironment;
-    let config_file = flags
-        .config
-        .clone()
-        .or_else(|| std::env::var_os(settings::CONFIG_FILE_ENV).map(Into::into));
+    let config_file = config::config_file(flags.config.clone(), &env);
     let (config, layers) = match config::load(&flags.given(), config_file.as_deref(), &env) {
         Ok(loaded) => loaded,
         Err(problems) => {
@@ -64,8 +61,8 @@ async fn serve(config: config::Config) -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing::info!(version = %version::LONG, public_url = config.public_url.as_str(), "starting");
     let listen = config.listen;
-    let state = match server::prepare(config).await {
-        Ok(state) => state,
+    let broker = match server::prepare(config).await {
+        Ok(broker) => broker,
         Err(e @ StartError::SealingKey(_)) => {
             tracing::error!(error = %e, "refusing to start");
             eprintln!("fjmcp-broker: {e}");
@@ -94,7 +91,7 @@ async fn serve(config: config::Config) -> ExitCode {
         Ok(addr) => tracing::info!(%addr, "listening"),
         Err(e) => tracing::warn!(error = %e, "listening on an unknown address"),
     }
-    match server::serve(listener, state, shutdown).await {
+    match server::serve(listener, broker, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

@@ -1,17 +1,28 @@
 //! Assembling the broker from a validated configuration, serving, and draining.
 //!
-//! The listener and the shutdown signal are passed in, so tests bind
-//! `127.0.0.1:0` and stop the broker without sending signals.
+//! Every part is built here ([`assemble`]) and handed to the router as state;
+//! nothing below constructs its own dependencies. The listener and the
+//! shutdown signal are passed in, so tests bind `127.0.0.1:0` and stop the
+//! broker without sending signals. Background work belongs to one
+//! [`TaskTracker`], which shutdown drains within the grace period.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::children::{Pool, PoolSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{KeyError, Sealer, SealingKey};
+use crate::forgejo::{EndpointOverrides, ForgejoClient};
 use crate::http::{AppState, router};
+use crate::mcp::McpState;
+use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
+use crate::oauth::{BearerState, OAuthState};
 use crate::store::{Store, StoreError};
 
 /// Why the broker could not start.
@@ -25,9 +36,21 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
-/// Loads the sealing key (generating it on a first SQLite start) and opens the
-/// store, applying migrations.
-pub async fn prepare(config: Config) -> Result<AppState, StartError> {
+/// The assembled broker, ready to serve.
+#[derive(Debug)]
+pub struct Broker {
+    config: Arc<Config>,
+    state: AppState,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    pool: Pool,
+    /// Owns every background task: sweepers, children's pipes, streams.
+    tasks: TaskTracker,
+}
+
+/// Loads the sealing key (generating it on a first SQLite start), opens the
+/// store (applying migrations) and assembles the broker.
+pub async fn prepare(config: Config) -> Result<Broker, StartError> {
     let key = if config.sealing_key.generate_if_missing {
         SealingKey::load_or_generate(&config.sealing_key.path)?
     } else {
@@ -37,27 +60,91 @@ pub async fn prepare(config: Config) -> Result<AppState, StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::open(&config.store, Arc::new(Sealer::new(key)), clock.clone()).await?;
     tracing::info!(backend = store.backend().name(), "store ready");
-    Ok(AppState::new(Arc::new(config), store, clock))
+    Ok(assemble(Arc::new(config), store, clock))
+}
+
+/// Builds every part from the configuration and an open store. Does no I/O:
+/// Forgejo's endpoints are discovered on first use, children start on demand.
+pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Broker {
+    let tasks = TaskTracker::new();
+    let forgejo = ForgejoClient::new(
+        &config.forgejo.url,
+        &config.forgejo.client_id,
+        config.forgejo.client_secret.clone(),
+        &config.forgejo.scopes,
+        EndpointOverrides {
+            authorize: config.forgejo.authorize_url.clone(),
+            token: config.forgejo.token_url.clone(),
+            userinfo: config.forgejo.userinfo_url.clone(),
+        },
+    );
+    if config.oauth.client_metadata_allow_loopback_http {
+        tracing::warn!(
+            "client metadata documents may be fetched over http from loopback: a TEST-ONLY setting"
+        );
+    }
+    let client_metadata = MetadataFetcher::new(FetchPolicy {
+        allow_loopback_http: config.oauth.client_metadata_allow_loopback_http,
+        ..FetchPolicy::default()
+    });
+    let pool = Pool::new(
+        PoolSettings::from_config(&config),
+        store.clone(),
+        forgejo.clone(),
+        clock.clone(),
+        tasks.clone(),
+    );
+    let state = AppState {
+        oauth: OAuthState {
+            config: config.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            forgejo,
+            client_metadata,
+        },
+        bearer: BearerState {
+            config: config.clone(),
+            store: store.clone(),
+        },
+        mcp: McpState::new(config.clone(), store.clone(), pool.clone(), tasks.clone()),
+        store: store.clone(),
+        config: config.clone(),
+    };
+    Broker {
+        config,
+        state,
+        store,
+        clock,
+        pool,
+        tasks,
+    }
+}
+
+impl Broker {
+    /// The broker's routes with their middleware, for serving (or for tests
+    /// that drive the router in-process).
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight
-/// requests finish within the configured grace period, and closes the store.
+/// requests finish within the configured grace period, stops the children,
+/// drains the background tasks and closes the store.
 pub async fn serve(
     listener: TcpListener,
-    state: AppState,
+    broker: Broker,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let grace = state.config.http.shutdown_grace;
-    let store = state.store.clone();
-    let sweeper = tokio::spawn(crate::oauth::sweeper::run(
-        state.store.clone(),
-        state.clock.clone(),
+    let grace = broker.config.http.shutdown_grace;
+    let tasks = broker.tasks.clone();
+    tasks.spawn(crate::oauth::sweeper::run(
+        broker.store.clone(),
+        broker.clock.clone(),
         shutdown.clone(),
     ));
-    let pool = state.pool.clone();
-    let streams = state.cancellations.clone();
-    let pool_sweeps = tokio::spawn(pool.clone().run_background(shutdown.clone()));
-    let app = router(state);
+    tasks.spawn(broker.pool.clone().run_background(shutdown.clone()));
+    let app = broker.router();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .into_future();
@@ -66,7 +153,7 @@ pub async fn serve(
         finished = &mut server => finished,
         () = shutdown.cancelled() => {
             // Long-lived streams end now, so they do not hold the drain.
-            streams.shut_down();
+            broker.state.mcp.end_streams();
             tracing::info!(grace_seconds = grace.as_secs_f64(), "shutting down: draining in-flight requests");
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(finished) => finished,
@@ -78,19 +165,31 @@ pub async fn serve(
             }
         }
     };
-    sweeper.abort();
-    pool_sweeps.abort();
     // Children last among the parts that serve requests, first before the store:
     // no orphans, no zombies.
-    pool.shutdown().await;
-    pool.remove_work_root();
-    store.close().await;
+    broker.pool.shutdown().await;
+    broker.pool.remove_work_root();
+    tasks.close();
+    if tokio::time::timeout(TASK_DRAIN, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = tasks.len(),
+            "background tasks still running at exit"
+        );
+    }
+    broker.store.close().await;
     tracing::info!("stopped");
     match result {
         Ok(served) => served,
         Err(join_error) => Err(std::io::Error::other(join_error)),
     }
 }
+
+/// How long the exit waits for background tasks once requests and children
+/// are done (sweepers finish their round, children's pipes close).
+const TASK_DRAIN: Duration = Duration::from_secs(5);
 
 /// Cancels `token` on SIGTERM or SIGINT.
 pub fn cancel_on_signals(token: CancellationToken) -> std::io::Result<()> {

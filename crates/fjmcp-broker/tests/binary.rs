@@ -3,7 +3,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use support::broker::{Broker, command};
 

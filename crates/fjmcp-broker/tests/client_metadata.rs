@@ -211,7 +211,7 @@ async fn endless_chunked_body_is_cut_off() {
         timeout: Duration::from_secs(10),
         ..test_policy()
     });
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let result = fetcher.fetch(&format!("http://{addr}/endless")).await;
     assert!(matches!(result, Err(FetchError::TooLarge)), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -224,7 +224,7 @@ async fn slow_server_is_unreachable() {
         timeout: Duration::from_millis(300),
         ..test_policy()
     });
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let result = fetcher.fetch(&format!("{}/slow", site.base)).await;
     assert!(
         matches!(result, Err(FetchError::Unreachable(_))),

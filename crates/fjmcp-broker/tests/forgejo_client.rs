@@ -370,7 +370,7 @@ async fn a_slow_forgejo_times_out_as_transient() {
 
     let impatient = client.clone().with_timeout(Duration::from_millis(300));
     double.inject_fault(Endpoint::Token, Fault::Delay(Duration::from_secs(3)), 1);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let err = secrets.err(impatient.refresh(&refresh).await);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -591,7 +591,7 @@ async fn unusable_answers_are_protocol_errors() {
         let err = secrets.err(client.exchange_code(code, verifier, REDIRECT).await);
         match &err {
             ForgejoError::Protocol(message) => {
-                assert!(message.contains(expected), "{path}: {message}")
+                assert!(message.contains(expected), "{path}: {message}");
             }
             other => panic!("{path}: expected a protocol error, got {other:?}"),
         }

@@ -1052,7 +1052,7 @@ async fn streams_end_with_their_session_and_never_hold_shutdown() {
     }
     let mut listen_stream = listen_request.send().await.unwrap();
     assert_eq!(listen_stream.status(), 200);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     stack.broker.terminate();
     let status = tokio::time::timeout(std::time::Duration::from_secs(2), stack.broker.child.wait())
         .await

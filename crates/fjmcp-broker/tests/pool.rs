@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fjmcp_broker::children::{Pool, PoolError, PoolSettings, ResourceLimits};
+use fjmcp_broker::children::{CallError, Pool, PoolError, PoolSettings, ResourceLimits};
 use fjmcp_broker::clock::ManualClock;
 use fjmcp_broker::forgejo::{EndpointOverrides, ForgejoClient};
 use fjmcp_broker::store::{NewGrant, Store, UserIdentity};
@@ -55,7 +55,7 @@ impl Fixture {
         let work = tempfile::tempdir().unwrap();
         let settings = PoolSettings {
             command: vec![support::children::fixture_child().display().to_string()],
-            inherited_env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+            inherited_env: vec![support::children::path_env()],
             forgejo_url: double.url(),
             idle_timeout: Duration::from_secs(900),
             reap_interval: Duration::from_secs(30),
@@ -123,8 +123,22 @@ impl Fixture {
             self.store.clone(),
             self.forgejo.clone(),
             Arc::new(self.clock.clone()),
+            tokio_util::task::TaskTracker::new(),
         )
     }
+}
+
+/// Why a call through the pool failed: not admitted, or failed on the child.
+#[derive(Debug)]
+enum Outcome {
+    Refused(PoolError),
+    Failed(CallError),
+}
+
+/// Admits a request of `user` and sends it to their child.
+async fn call(pool: &Pool, user: &str, request: Value) -> Result<Value, Outcome> {
+    let lease = pool.admit(user).await.map_err(Outcome::Refused)?;
+    lease.call(request, None).await.map_err(Outcome::Failed)
 }
 
 fn tool_call(id: Value, name: &str, arguments: Value) -> Value {
@@ -154,12 +168,10 @@ async fn each_user_gets_an_own_child_with_only_their_token() {
     let alice = f.sign_in("alice").await;
     let bob = f.sign_in("bob").await;
     let pool = f.pool();
-    let a = pool
-        .call(&alice, tool_call(json!(1), "whoami", json!({})), None)
+    let a = call(&pool, &alice, tool_call(json!(1), "whoami", json!({})))
         .await
         .unwrap();
-    let b = pool
-        .call(&bob, tool_call(json!(1), "whoami", json!({})), None)
+    let b = call(&pool, &bob, tool_call(json!(1), "whoami", json!({})))
         .await
         .unwrap();
     assert_eq!(text_of(&a), "alice");
@@ -168,15 +180,18 @@ async fn each_user_gets_an_own_child_with_only_their_token() {
     assert_ne!(pool.child_pid(&alice), pool.child_pid(&bob));
     assert_eq!(pool.live_children(), 2);
 
-    let env = pool
-        .call(&alice, tool_call(json!("e"), "env_names", json!({})), None)
+    let env = call(&pool, &alice, tool_call(json!("e"), "env_names", json!({})))
         .await
         .unwrap();
     let names: Vec<&str> = text_of(&env).leak().lines().collect();
     assert_eq!(names, vec!["FORGEJO_ACCESS_TOKEN", "FORGEJO_URL", "PATH"]);
 
-    let init = pool.initialize_result(&alice).await.unwrap();
-    assert_eq!(init["serverInfo"]["name"], "fjmcp-fixture-child");
+    let lease = pool.admit(&alice).await.unwrap();
+    assert_eq!(
+        lease.initialize_result()["serverInfo"]["name"],
+        "fjmcp-fixture-child"
+    );
+    drop(lease);
     pool.shutdown().await;
     assert_eq!(pool.live_children(), 0);
 }
@@ -192,14 +207,13 @@ async fn concurrent_callers_with_colliding_ids_get_their_own_answers() {
         let alice = alice.clone();
         let id = if n % 2 == 0 { json!(1) } else { json!("1") };
         tasks.push(tokio::spawn(async move {
-            let response = pool
-                .call(
-                    &alice,
-                    tool_call(id.clone(), "echo", json!({"text": format!("caller {n}")})),
-                    None,
-                )
-                .await
-                .unwrap();
+            let response = call(
+                &pool,
+                &alice,
+                tool_call(id.clone(), "echo", json!({"text": format!("caller {n}")})),
+            )
+            .await
+            .unwrap();
             assert_eq!(response["id"], id, "the caller's id comes back exactly");
             assert_eq!(text_of(&response), format!("caller {n}"));
         }));
@@ -220,10 +234,10 @@ async fn idle_children_are_reaped_and_the_next_request_starts_a_new_one() {
     let f = Fixture::new().await;
     let alice = f.sign_in("alice").await;
     let pool = f.pool();
-    pool.call(
+    call(
+        &pool,
         &alice,
         tool_call(json!(1), "echo", json!({"text": "x"})),
-        None,
     )
     .await
     .unwrap();
@@ -242,14 +256,13 @@ async fn idle_children_are_reaped_and_the_next_request_starts_a_new_one() {
         1
     );
 
-    let again = pool
-        .call(
-            &alice,
-            tool_call(json!(2), "echo", json!({"text": "y"})),
-            None,
-        )
-        .await
-        .unwrap();
+    let again = call(
+        &pool,
+        &alice,
+        tool_call(json!(2), "echo", json!({"text": "y"})),
+    )
+    .await
+    .unwrap();
     assert_eq!(text_of(&again), "y");
     assert_ne!(pool.child_pid(&alice), Some(first));
     pool.shutdown().await;
@@ -260,10 +273,10 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
     let f = Fixture::new().await;
     let alice = f.sign_in("alice").await;
     let pool = f.pool();
-    pool.call(
+    call(
+        &pool,
         &alice,
         tool_call(json!(0), "echo", json!({"text": "warm"})),
-        None,
     )
     .await
     .unwrap();
@@ -279,7 +292,7 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 n += 1;
                 let request = tool_call(json!(n), "sleep", json!({"ms": 20}));
-                match pool.call(&alice, request, None).await {
+                match call(&pool, &alice, request).await {
                     Ok(response) if response.get("result").is_some() => ok += 1,
                     other => failed.push(format!("worker {worker}: {other:?}")),
                 }
@@ -309,8 +322,7 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
     assert_eq!(user.generation, 2);
     // Once the old access token has expired at Forgejo, only the new child's works.
     f.double.advance_clock(Duration::from_secs(200));
-    let who = pool
-        .call(&alice, tool_call(json!("w"), "whoami", json!({})), None)
+    let who = call(&pool, &alice, tool_call(json!("w"), "whoami", json!({})))
         .await
         .unwrap();
     assert_eq!(text_of(&who), "alice", "{who}");
@@ -347,10 +359,10 @@ async fn a_refused_refresh_kills_the_credential_revokes_grants_and_stops_the_chi
         .await
         .unwrap();
     let pool = f.pool();
-    pool.call(
+    call(
+        &pool,
         &alice,
         tool_call(json!(1), "echo", json!({"text": "x"})),
-        None,
     )
     .await
     .unwrap();
@@ -363,15 +375,14 @@ async fn a_refused_refresh_kills_the_credential_revokes_grants_and_stops_the_chi
     assert_eq!(pool.child_pid(&alice), None);
     assert!(store.live_grants_of_user(&alice).await.unwrap().is_empty());
     assert!(store.upstream_credential(&alice).await.unwrap().is_none());
-    match pool
-        .call(
-            &alice,
-            tool_call(json!(2), "echo", json!({"text": "x"})),
-            None,
-        )
-        .await
+    match call(
+        &pool,
+        &alice,
+        tool_call(json!(2), "echo", json!({"text": "x"})),
+    )
+    .await
     {
-        Err(PoolError::CredentialDead) => {}
+        Err(Outcome::Refused(PoolError::CredentialDead)) => {}
         other => panic!("{other:?}"),
     }
     pool.shutdown().await;
@@ -382,10 +393,10 @@ async fn a_transient_refresh_failure_keeps_the_child_and_retries_later() {
     let f = Fixture::new().await;
     let alice = f.sign_in("alice").await;
     let pool = f.pool();
-    pool.call(
+    call(
+        &pool,
         &alice,
         tool_call(json!(1), "echo", json!({"text": "x"})),
-        None,
     )
     .await
     .unwrap();
@@ -412,21 +423,17 @@ async fn a_crash_mid_request_is_a_backend_exit_and_the_next_request_works() {
     let f = Fixture::new().await;
     let alice = f.sign_in("alice").await;
     let pool = f.pool();
-    match pool
-        .call(&alice, tool_call(json!(1), "crash", json!({})), None)
-        .await
-    {
-        Err(PoolError::BackendExited) => {}
+    match call(&pool, &alice, tool_call(json!(1), "crash", json!({}))).await {
+        Err(Outcome::Failed(CallError::Exited)) => {}
         other => panic!("{other:?}"),
     }
-    let next = pool
-        .call(
-            &alice,
-            tool_call(json!(2), "echo", json!({"text": "back"})),
-            None,
-        )
-        .await
-        .unwrap();
+    let next = call(
+        &pool,
+        &alice,
+        tool_call(json!(2), "echo", json!({"text": "back"})),
+    )
+    .await
+    .unwrap();
     assert_eq!(text_of(&next), "back");
     pool.shutdown().await;
 }
@@ -448,11 +455,8 @@ async fn a_child_that_keeps_dying_is_not_respawned_in_a_tight_loop() {
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     for attempt in 0..4 {
-        match pool
-            .call(&alice, tool_call(json!(attempt), "echo", json!({})), None)
-            .await
-        {
-            Err(PoolError::BackendFailedToStart(why)) => {
+        match call(&pool, &alice, tool_call(json!(attempt), "echo", json!({}))).await {
+            Err(Outcome::Refused(PoolError::BackendFailedToStart(why))) => {
                 if attempt >= 2 {
                     assert!(why.contains("next attempt in"), "{why}");
                 }
@@ -466,13 +470,9 @@ async fn a_child_that_keeps_dying_is_not_respawned_in_a_tight_loop() {
         "a single failure is retried at once, then requests fail fast"
     );
     f.clock.advance(2);
-    let _ = pool
-        .call(&alice, tool_call(json!(9), "echo", json!({})), None)
-        .await;
+    let _ = call(&pool, &alice, tool_call(json!(9), "echo", json!({}))).await;
     assert_eq!(failures(), 3, "tries again after the backoff");
-    let _ = pool
-        .call(&alice, tool_call(json!(10), "echo", json!({})), None)
-        .await;
+    let _ = call(&pool, &alice, tool_call(json!(10), "echo", json!({}))).await;
     assert_eq!(failures(), 3, "and the backoff grows");
 }
 
@@ -488,36 +488,34 @@ async fn caps_refuse_with_distinct_errors() {
     let slow = {
         let (pool, alice) = (pool.clone(), alice.clone());
         tokio::spawn(async move {
-            pool.call(
+            call(
+                &pool,
                 &alice,
                 tool_call(json!(1), "sleep", json!({"ms": 500})),
-                None,
             )
             .await
         })
     };
     wait_until(|| pool.child_pid(&alice).is_some()).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    match pool
-        .call(
-            &alice,
-            tool_call(json!(2), "echo", json!({"text": "x"})),
-            None,
-        )
-        .await
+    match call(
+        &pool,
+        &alice,
+        tool_call(json!(2), "echo", json!({"text": "x"})),
+    )
+    .await
     {
-        Err(PoolError::Busy { .. }) => {}
+        Err(Outcome::Refused(PoolError::Busy { .. })) => {}
         other => panic!("{other:?}"),
     }
-    match pool
-        .call(
-            &bob,
-            tool_call(json!(3), "echo", json!({"text": "x"})),
-            None,
-        )
-        .await
+    match call(
+        &pool,
+        &bob,
+        tool_call(json!(3), "echo", json!({"text": "x"})),
+    )
+    .await
     {
-        Err(PoolError::AtCapacity { .. }) => {}
+        Err(Outcome::Refused(PoolError::AtCapacity { .. })) => {}
         other => panic!("{other:?}"),
     }
     assert!(slow.await.unwrap().is_ok());
@@ -531,13 +529,13 @@ async fn a_thousand_spawn_and_stop_cycles_leak_no_descriptors_or_zombies() {
     let pool = f.pool();
     let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
     // Warm up once so lazily created descriptors (runtime, HTTP pools) exist.
-    pool.initialize_result(&alice).await.unwrap();
+    pool.admit(&alice).await.unwrap();
     f.clock.advance(1_000);
     pool.reap_idle().await;
     wait_until(|| pool.live_children() == 0).await;
     let before = fds();
     for _ in 0..1_000 {
-        pool.initialize_result(&alice).await.unwrap();
+        pool.admit(&alice).await.unwrap();
         f.clock.advance(1_000);
         pool.reap_idle().await;
     }
@@ -582,8 +580,7 @@ async fn an_expired_token_is_refreshed_once_before_a_child_starts_with_it() {
     for n in 0..5 {
         let (pool, alice) = (pool.clone(), alice.clone());
         calls.push(tokio::spawn(async move {
-            pool.call(&alice, tool_call(json!(n), "whoami", json!({})), None)
-                .await
+            call(&pool, &alice, tool_call(json!(n), "whoami", json!({}))).await
         }));
     }
     for call in calls {

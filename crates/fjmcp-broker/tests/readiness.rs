@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use fjmcp_broker::config;
-use fjmcp_broker::http::{AppState, router};
+use fjmcp_broker::server;
 use http_body_util::BodyExt;
 use support::databases::TestDatabase;
 use tower::ServiceExt;
@@ -28,7 +28,7 @@ async fn readiness_is_503_naming_the_store_when_it_fails() {
     let (config, _) = config::load(&[], None, &env).unwrap();
     let store = db.open().await;
     let clock = Arc::new(fjmcp_broker::clock::SystemClock);
-    let app = router(AppState::new(Arc::new(config), store.clone(), clock));
+    let app = server::assemble(Arc::new(config), store.clone(), clock).router();
     let ready = app
         .clone()
         .oneshot(http::Request::get("/readyz").body(Body::empty()).unwrap())

@@ -9,13 +9,13 @@ use crate::content::{tool_error, tool_text};
 use crate::peer::RequestContext;
 
 /// The longest `sleep` accepted (one hour), so a typo cannot park a request forever.
-pub const MAX_SLEEP_MS: u64 = 3_600_000;
+pub(crate) const MAX_SLEEP_MS: u64 = 3_600_000;
 
 /// The exit status of `crash`, distinct from 0 (clean), 1 (start-up check) and 2 (usage).
-pub const CRASH_EXIT_CODE: i32 = 3;
+pub(crate) const CRASH_EXIT_CODE: i32 = 3;
 
 /// `whoami`: the Forgejo login of the token this process was started with.
-pub async fn whoami(ctx: &RequestContext) -> Value {
+pub(crate) async fn whoami(ctx: &RequestContext) -> Value {
     let Some(forgejo) = &ctx.peer().options().forgejo else {
         return tool_error("FORGEJO_URL is not set; this child has no Forgejo identity");
     };
@@ -27,7 +27,7 @@ pub async fn whoami(ctx: &RequestContext) -> Value {
 
 /// `env_names`: the sorted names of this process's environment variables, one per line, so a
 /// test can prove the broker passed nothing beyond its allow-list. Values are never returned.
-pub fn env_names() -> Value {
+pub(crate) fn env_names() -> Value {
     let mut names: Vec<String> = std::env::vars_os()
         .map(|(name, _)| name.to_string_lossy().into_owned())
         .collect();
@@ -37,7 +37,7 @@ pub fn env_names() -> Value {
 
 /// `sleep`: waits `ms` milliseconds. Cancellation needs nothing here: the dispatcher aborts the
 /// task and suppresses the response.
-pub async fn sleep(args: &Map<String, Value>) -> Value {
+pub(crate) async fn sleep(args: &Map<String, Value>) -> Value {
     let Some(ms) = args.get("ms").and_then(Value::as_u64) else {
         return tool_error("Invalid arguments: `ms` must be a non-negative integer");
     };
@@ -51,13 +51,13 @@ pub async fn sleep(args: &Map<String, Value>) -> Value {
 }
 
 /// `crash`: exits at once with status [`CRASH_EXIT_CODE`], as a child dying mid-request would.
-pub fn crash() -> Value {
+pub(crate) fn crash() -> Value {
     tracing::warn!("crash tool called; exiting with status {CRASH_EXIT_CODE}");
     std::process::exit(CRASH_EXIT_CODE);
 }
 
 /// `trigger_list_changed`: the three list_changed notifications, then a result.
-pub fn trigger_list_changed(ctx: &RequestContext) -> Value {
+pub(crate) fn trigger_list_changed(ctx: &RequestContext) -> Value {
     for method in [
         "notifications/tools/list_changed",
         "notifications/resources/list_changed",
@@ -69,7 +69,7 @@ pub fn trigger_list_changed(ctx: &RequestContext) -> Value {
 }
 
 /// `echo`: returns `text`.
-pub fn echo(args: &Map<String, Value>) -> Value {
+pub(crate) fn echo(args: &Map<String, Value>) -> Value {
     match required_str(args, "text") {
         Ok(text) => tool_text(text),
         Err(error) => error,

@@ -27,22 +27,22 @@ use crate::protocol::{RpcError, codes};
 const STEP_DELAY: Duration = Duration::from_millis(50);
 
 /// `test_simple_text`.
-pub fn simple_text() -> Value {
+pub(crate) fn simple_text() -> Value {
     tool_text("This is a simple text response for testing.")
 }
 
 /// `test_image_content`.
-pub fn image_content() -> Value {
+pub(crate) fn image_content() -> Value {
     tool_result(vec![content::image(TEST_IMAGE_BASE64, "image/png")])
 }
 
 /// `test_audio_content`.
-pub fn audio_content() -> Value {
+pub(crate) fn audio_content() -> Value {
     tool_result(vec![content::audio(TEST_AUDIO_BASE64, "audio/wav")])
 }
 
 /// `test_embedded_resource`.
-pub fn embedded_resource() -> Value {
+pub(crate) fn embedded_resource() -> Value {
     tool_result(vec![content::embedded_text(
         "test://embedded-resource",
         "text/plain",
@@ -51,7 +51,7 @@ pub fn embedded_resource() -> Value {
 }
 
 /// `test_multiple_content_types`.
-pub fn multiple_content_types() -> Value {
+pub(crate) fn multiple_content_types() -> Value {
     tool_result(vec![
         content::text("Multiple content types test:"),
         content::image(TEST_IMAGE_BASE64, "image/png"),
@@ -64,7 +64,7 @@ pub fn multiple_content_types() -> Value {
 }
 
 /// `test_tool_with_logging`: three info-level log notifications, 50 ms apart.
-pub async fn with_logging(ctx: &RequestContext) -> Value {
+pub(crate) async fn with_logging(ctx: &RequestContext) -> Value {
     let peer = ctx.peer();
     peer.log(LogLevel::Info, json!("Tool execution started"));
     tokio::time::sleep(STEP_DELAY).await;
@@ -75,7 +75,7 @@ pub async fn with_logging(ctx: &RequestContext) -> Value {
 }
 
 /// `test_tool_with_progress`: progress 0, 50, 100 of 100, 50 ms apart; answers with the token.
-pub async fn with_progress(ctx: &RequestContext) -> Value {
+pub(crate) async fn with_progress(ctx: &RequestContext) -> Value {
     for (i, progress) in [0u64, 50, 100].into_iter().enumerate() {
         if i > 0 {
             tokio::time::sleep(STEP_DELAY).await;
@@ -90,13 +90,13 @@ pub async fn with_progress(ctx: &RequestContext) -> Value {
 }
 
 /// `test_error_handling`.
-pub fn error_handling() -> Value {
+pub(crate) fn error_handling() -> Value {
     tool_error("This tool intentionally returns an error for testing")
 }
 
 /// `test_reconnection`. Over HTTP the reference closes the SSE stream mid-call; a stdio server
 /// has no stream to close, so it only keeps the reference's delay (closing is the broker's job).
-pub async fn reconnection() -> Value {
+pub(crate) async fn reconnection() -> Value {
     tokio::time::sleep(Duration::from_millis(100)).await;
     tool_text(
         "Reconnection test completed successfully. If you received this, the client properly \
@@ -105,7 +105,7 @@ pub async fn reconnection() -> Value {
 }
 
 /// `test_sampling`: asks the client for an LLM completion of `prompt`.
-pub async fn sampling(args: &Map<String, Value>, ctx: &RequestContext) -> Value {
+pub(crate) async fn sampling(args: &Map<String, Value>, ctx: &RequestContext) -> Value {
     let prompt = match required_str(args, "prompt") {
         Ok(p) => p,
         Err(error) => return error,
@@ -138,7 +138,7 @@ pub async fn sampling(args: &Map<String, Value>, ctx: &RequestContext) -> Value 
 }
 
 /// `test_elicitation`: asks the user for a `response` string, showing `message`.
-pub async fn elicitation(args: &Map<String, Value>, ctx: &RequestContext) -> Value {
+pub(crate) async fn elicitation(args: &Map<String, Value>, ctx: &RequestContext) -> Value {
     let message = match required_str(args, "message") {
         Ok(m) => m,
         Err(error) => return error,
@@ -152,7 +152,7 @@ pub async fn elicitation(args: &Map<String, Value>, ctx: &RequestContext) -> Val
 }
 
 /// `test_elicitation_sep1034_defaults`: a form whose fields all carry defaults (SEP-1034).
-pub async fn elicitation_sep1034_defaults(ctx: &RequestContext) -> Value {
+pub(crate) async fn elicitation_sep1034_defaults(ctx: &RequestContext) -> Value {
     let schema = json!({
         "type": "object",
         "properties": {
@@ -179,7 +179,7 @@ pub async fn elicitation_sep1034_defaults(ctx: &RequestContext) -> Value {
 }
 
 /// `test_elicitation_sep1330_enums`: the five enum shapes of SEP-1330.
-pub async fn elicitation_sep1330_enums(ctx: &RequestContext) -> Value {
+pub(crate) async fn elicitation_sep1330_enums(ctx: &RequestContext) -> Value {
     let schema = json!({
         "type": "object",
         "properties": {
@@ -267,7 +267,7 @@ async fn elicit(ctx: &RequestContext, message: &str, schema: Value, label: &str)
 /// The input schema of `json_schema_2020_12_tool`: the conformance suite's
 /// `JSON_SCHEMA_2020_12_FIXTURE`, whose keywords (`$schema`, `$defs`, `$anchor`, `allOf`,
 /// `if`/`then`/`else`, `additionalProperties`) must survive `tools/list` unchanged.
-pub fn json_schema_2020_12() -> Value {
+pub(crate) fn json_schema_2020_12() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "type": "object",
@@ -297,7 +297,7 @@ pub fn json_schema_2020_12() -> Value {
 }
 
 /// `json_schema_2020_12_tool`: echoes its arguments.
-pub fn json_schema_tool(args: &Map<String, Value>) -> Value {
+pub(crate) fn json_schema_tool(args: &Map<String, Value>) -> Value {
     tool_text(format!(
         "JSON Schema 2020-12 tool called with: {}",
         Value::Object(args.clone())
@@ -306,7 +306,7 @@ pub fn json_schema_tool(args: &Map<String, Value>) -> Value {
 
 /// `test_missing_capability`: refuses with `MissingRequiredClientCapabilityError` (-32021)
 /// unless the client declared `sampling`.
-pub fn missing_capability(ctx: &RequestContext) -> Result<Value, RpcError> {
+pub(crate) fn missing_capability(ctx: &RequestContext) -> Result<Value, RpcError> {
     if !ctx.client_declares("sampling") {
         return Err(RpcError::new(
             codes::MISSING_REQUIRED_CLIENT_CAPABILITY,
@@ -319,7 +319,7 @@ pub fn missing_capability(ctx: &RequestContext) -> Result<Value, RpcError> {
 
 /// `test_streaming_elicitation`: one progress notification (if asked for), then the result.
 /// It sends no server→client request, which is what the stateless scenario checks.
-pub fn streaming_elicitation(ctx: &RequestContext) -> Value {
+pub(crate) fn streaming_elicitation(ctx: &RequestContext) -> Value {
     ctx.progress(50, 100, "Streaming");
     tool_text("Streaming complete")
 }
@@ -327,7 +327,7 @@ pub fn streaming_elicitation(ctx: &RequestContext) -> Value {
 /// `test_logging_tool`: logs only when the request asked for logs in its `_meta`, the
 /// 2026-07-28 rule ("MUST NOT emit notifications/message for requests that did not include
 /// this field").
-pub fn logging_tool(ctx: &RequestContext) -> Value {
+pub(crate) fn logging_tool(ctx: &RequestContext) -> Value {
     if let Some(level) = ctx.meta(META_LOG_LEVEL).and_then(Value::as_str) {
         let threshold = LogLevel::parse(level).unwrap_or(LogLevel::Debug);
         if LogLevel::Info >= threshold {
@@ -345,14 +345,14 @@ pub fn logging_tool(ctx: &RequestContext) -> Value {
 }
 
 /// `test_trigger_tool_change`.
-pub fn trigger_tool_change(ctx: &RequestContext) -> Value {
+pub(crate) fn trigger_tool_change(ctx: &RequestContext) -> Value {
     ctx.peer()
         .notify("notifications/tools/list_changed", json!({}));
     tool_text("Mutation triggered")
 }
 
 /// `test_trigger_prompt_change`.
-pub fn trigger_prompt_change(ctx: &RequestContext) -> Value {
+pub(crate) fn trigger_prompt_change(ctx: &RequestContext) -> Value {
     ctx.peer()
         .notify("notifications/prompts/list_changed", json!({}));
     tool_text("Mutation triggered")

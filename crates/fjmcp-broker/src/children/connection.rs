@@ -14,12 +14,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::CallError;
@@ -69,12 +69,9 @@ pub(crate) struct Connection {
     writer: mpsc::Sender<String>,
     notifications: broadcast::Sender<Value>,
     in_flight: AtomicUsize,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding these locks cannot leave the maps inconsistent in a way that
-    // matters more than losing the child, so poisoning is ignored.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Woken when the last in-flight call ends, for a superseded child draining
+    /// before its stop.
+    idle: Notify,
 }
 
 impl Connection {
@@ -89,12 +86,24 @@ impl Connection {
             writer,
             notifications,
             in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
         };
         (connection, queue)
     }
 
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no call is in flight (at once if none is).
+    pub(crate) async fn until_idle(&self) {
+        loop {
+            let woken = self.idle.notified();
+            if self.in_flight() == 0 {
+                return;
+            }
+            woken.await;
+        }
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Value> {
@@ -104,19 +113,19 @@ impl Connection {
     /// New calls and notifications are refused from now on; in-flight calls go on.
     /// False once the child's output ended or a stop began.
     pub(crate) fn accepts_calls(&self) -> bool {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         !state.ended && !state.refusing
     }
 
     pub(crate) fn refuse_new(&self) {
-        lock(&self.state).refusing = true;
+        self.state.lock().refusing = true;
     }
 
     /// The child can no longer answer: every pending call fails with `Exited` (their reply
     /// senders are dropped), and so does every later one. Idempotent.
     pub(crate) fn end(&self) {
         let (calls, progress) = {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             state.ended = true;
             (
                 std::mem::take(&mut state.calls),
@@ -131,7 +140,7 @@ impl Connection {
 
     /// Why a call or notification is not accepted now, if it is not.
     fn refusal(&self) -> Option<CallError> {
-        let state = lock(&self.state);
+        let state = self.state.lock();
         if state.ended {
             Some(CallError::Exited)
         } else if state.refusing {
@@ -186,7 +195,7 @@ impl Connection {
         let (reply_tx, reply_rx) = oneshot::channel();
         let token = progress.as_ref().map(|(token, _)| token.clone());
         {
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock();
             if state.ended {
                 return Err(CallError::Exited);
             }
@@ -290,10 +299,10 @@ impl Connection {
                 let _ = self.notifications.send(Value::Object(object));
             }
             None if object.contains_key("result") || object.contains_key("error") => {
-                self.route_response(object)
+                self.route_response(object);
             }
             None => {
-                tracing::warn!(child = %self.label, "dropped a message from the child that is neither request, notification nor response")
+                tracing::warn!(child = %self.label, "dropped a message from the child that is neither request, notification nor response");
             }
         }
     }
@@ -308,12 +317,12 @@ impl Connection {
             tracing::warn!(child = %self.label, %error, "dropped a response without one of the broker's ids");
             return;
         };
-        let reply = lock(&self.state).calls.remove(&id);
+        let reply = self.state.lock().calls.remove(&id);
         match reply {
             // The caller may have just gone away; then the answer is simply dropped.
             Some(reply) => drop(reply.send(Value::Object(object))),
             None => {
-                tracing::debug!(child = %self.label, id, "dropped a late or unknown response")
+                tracing::debug!(child = %self.label, id, "dropped a late or unknown response");
             }
         }
     }
@@ -324,7 +333,8 @@ impl Connection {
             .and_then(|params| params.get("progressToken"))
             .and_then(Value::as_str);
         let route = token.and_then(|token| {
-            lock(&self.state)
+            self.state
+                .lock()
                 .progress
                 .get(token)
                 .map(|route| (route.original.clone(), route.events.clone()))
@@ -340,7 +350,7 @@ impl Connection {
         match events.try_send(Value::Object(object)) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(child = %self.label, "dropped a progress notification: the caller's event channel is full")
+                tracing::warn!(child = %self.label, "dropped a progress notification: the caller's event channel is full");
             }
         }
     }
@@ -375,14 +385,16 @@ struct CallGuard<'a> {
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         let abandoned = {
-            let mut state = lock(&self.connection.state);
+            let mut state = self.connection.state.lock();
             if let Some(token) = &self.token {
                 state.progress.remove(token);
             }
             // Still pending means no answer came and the child is still there.
             state.calls.remove(&self.child_id).is_some()
         };
-        self.connection.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.connection.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.connection.idle.notify_waiters();
+        }
         if abandoned && self.cancel {
             self.connection.send_now(
                 json!({
@@ -442,7 +454,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         match lines.next_line().await {
             Ok(Some(Line::Complete(line))) => connection.dispatch(&line),
             Ok(Some(Line::TooLong { len } | Line::Truncated { len, .. })) => {
-                tracing::warn!(child = %connection.label, len, max = max_line_bytes, "dropped an over-long line from the child's stdout")
+                tracing::warn!(child = %connection.label, len, max = max_line_bytes, "dropped an over-long line from the child's stdout");
             }
             Ok(None) => break,
             Err(e) => {

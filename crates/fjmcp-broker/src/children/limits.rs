@@ -37,7 +37,7 @@ pub struct ResourceLimits {
 
 impl ResourceLimits {
     /// Whether any limit is set, i.e. whether the child must go through the wrapper.
-    pub fn any(&self) -> bool {
+    pub(crate) fn any(&self) -> bool {
         self.address_space_bytes.is_some()
             || self.open_files.is_some()
             || self.cpu_seconds.is_some()
@@ -45,7 +45,7 @@ impl ResourceLimits {
 
     /// The wrapper's arguments (after the wrapper binary itself):
     /// `__exec-limited [--as N] [--nofile N] [--cpu N] -- program args…`.
-    pub fn wrapper_args(&self, program_and_args: &[String]) -> Vec<OsString> {
+    pub(crate) fn wrapper_args(&self, program_and_args: &[String]) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![EXEC_LIMITED.into()];
         for (flag, value) in [
             ("--as", self.address_space_bytes),

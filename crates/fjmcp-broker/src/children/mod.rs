@@ -15,6 +15,7 @@
 //! (owns the process and waits for it), and during a stop the stop sequence. None of them keeps
 //! the [`Child`] handle alive: dropping the last handle stops the child.
 
+mod backoff;
 mod connection;
 pub mod limits;
 mod lines;
@@ -30,23 +31,24 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use connection::Connection;
 pub use limits::ResourceLimits;
-pub use pool::{Pool, PoolError, PoolSettings, PoolStats};
+pub use pool::{Lease, Pool, PoolError, PoolSettings, PoolStats};
 use process::Process;
-pub use process::create_private_dir;
+pub(crate) use process::create_private_dir;
 
 /// The protocol revision the broker speaks to its children (a 2025-era revision that
 /// forgejo-mcp's mcp-go supports).
-pub const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
+pub(crate) const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// Default cap on one stdout line: large tool results fit, a runaway child does not.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 /// Default time a child gets to answer `initialize` (forgejo-mcp checks its token first).
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default wait after closing stdin, and again after SIGTERM.
-pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How long a reaped child's stdout may still deliver what it wrote before exiting, when the
 /// pipe stays open (a leftover grandchild holds it) and so no end of input comes.
@@ -77,6 +79,9 @@ pub struct ChildSpec {
     pub handshake_timeout: Duration,
     /// Wait after closing stdin, and again after SIGTERM, before escalating.
     pub stop_grace: Duration,
+    /// Owns the child's tasks (its pipes, its reaper, its stop sequence), so the
+    /// broker's shutdown can wait for all of them.
+    pub tasks: TaskTracker,
 }
 
 impl ChildSpec {
@@ -96,6 +101,7 @@ impl ChildSpec {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             stop_grace: DEFAULT_STOP_GRACE,
+            tasks: TaskTracker::new(),
         }
     }
 }
@@ -115,7 +121,7 @@ impl fmt::Debug for ChildSpec {
             .field("max_line_bytes", &self.max_line_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("stop_grace", &self.stop_grace)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -237,18 +243,24 @@ impl Child {
         };
         let label = spec.label.clone();
         let close_stdin = CancellationToken::new();
-        let (process, exit_tx) =
-            Process::new(label.clone(), pid, spec.stop_grace, close_stdin.clone());
+        let tasks = spec.tasks.clone();
+        let (process, exit_tx) = Process::new(
+            label.clone(),
+            pid,
+            spec.stop_grace,
+            close_stdin.clone(),
+            tasks.clone(),
+        );
         let process = Arc::new(process);
         let (connection, queue) = Connection::new(label.clone());
         let connection = Arc::new(connection);
         let stdout_done = CancellationToken::new();
 
-        tokio::spawn({
+        tasks.spawn({
             let label = label.clone();
             async move { connection::write_loop(stdin, queue, close_stdin, &label).await }
         });
-        tokio::spawn({
+        tasks.spawn({
             let connection = connection.clone();
             let process = process.clone();
             let stdout_done = stdout_done.clone();
@@ -261,11 +273,11 @@ impl Child {
                 process.begin_stop();
             }
         });
-        tokio::spawn({
+        tasks.spawn({
             let process = process.clone();
             async move { process::log_stderr(stderr, &process).await }
         });
-        tokio::spawn({
+        tasks.spawn({
             let connection = connection.clone();
             let process = process.clone();
             async move {
@@ -402,9 +414,14 @@ impl Child {
         self.inner.connection.in_flight()
     }
 
+    /// Resolves once no call is in flight: a superseded child drains before it stops.
+    pub(crate) async fn until_idle(&self) {
+        self.inner.connection.until_idle().await;
+    }
+
     /// Whether a new call would be sent: the process is running, its output has
     /// not ended and no stop has begun. A child that fails this is replaced.
-    pub fn accepts_calls(&self) -> bool {
+    pub(crate) fn accepts_calls(&self) -> bool {
         self.is_alive() && self.inner.connection.accepts_calls()
     }
 

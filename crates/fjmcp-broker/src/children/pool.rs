@@ -9,17 +9,20 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::backoff::BackoffPolicy;
 use super::{CallError, Child, ChildError, ChildSpec, ResourceLimits, create_private_dir};
-use crate::clock::Clock;
+use crate::clock::{Clock, seconds};
 use crate::forgejo::ForgejoClient;
 use crate::store::{AuditEvent, Store, StoreError, UpstreamCredential};
 
@@ -48,7 +51,7 @@ pub struct PoolSettings {
 
 impl PoolSettings {
     /// The pool's settings from the broker's configuration.
-    pub fn from_config(config: &crate::config::Config) -> PoolSettings {
+    pub(crate) fn from_config(config: &crate::config::Config) -> PoolSettings {
         let children = &config.children;
         PoolSettings {
             command: children.command.clone(),
@@ -74,7 +77,9 @@ impl PoolSettings {
     }
 }
 
-/// Why a call could not be served. The MCP front maps each to the wire.
+/// Why a request could not be admitted to the user's child. The MCP front maps
+/// each to an HTTP answer before it chooses between JSON and a stream; what can
+/// go wrong once the request is on its way is a [`CallError`].
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// The global cap on children is reached: 503 with `Retry-After`.
@@ -86,16 +91,6 @@ pub enum PoolError {
     /// The child could not be started (or is in crash-loop backoff): JSON-RPC -32603.
     #[error("backend failed to start: {0}")]
     BackendFailedToStart(String),
-    /// The child exited while the request was in flight: JSON-RPC -32603.
-    #[error("backend exited")]
-    BackendExited,
-    /// The message cannot be forwarded (no method, or an id that is neither a
-    /// number nor a string): JSON-RPC -32600.
-    #[error("invalid request: {0}")]
-    InvalidRequest(&'static str),
-    /// The request took longer than the request timeout: JSON-RPC -32603.
-    #[error("backend did not answer in time")]
-    Timeout,
     /// The user's Forgejo credential is gone (refused refresh, or never stored):
     /// the user must sign in again, so the client gets 401.
     #[error("the user's Forgejo authorization is no longer valid")]
@@ -105,32 +100,15 @@ pub enum PoolError {
     Unavailable(String),
 }
 
-impl PoolError {
-    /// When a refused call is worth retrying (the `Retry-After` of a 503):
-    /// `None` for failures a retry would not cure.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            PoolError::AtCapacity { retry_after } | PoolError::Busy { retry_after } => {
-                Some(*retry_after)
-            }
-            PoolError::Unavailable(_) => Some(Duration::from_secs(5)),
-            _ => None,
-        }
-    }
-}
-
-/// Counters for metrics and tests.
+/// What the pool has done, counted (for metrics and tests).
 #[derive(Debug, Default)]
 pub struct PoolStats {
+    /// Children started (handshake completed).
     pub started: AtomicU64,
-    pub stopped_idle: AtomicU64,
-    pub stopped_rotated: AtomicU64,
-    pub stopped_credential_dead: AtomicU64,
-    pub stopped_shutdown: AtomicU64,
-    pub exited_unexpectedly: AtomicU64,
+    /// Children that could not be started.
     pub start_failures: AtomicU64,
-    pub rotations: AtomicU64,
-    pub refresh_failures: AtomicU64,
+    /// Children stopped because they were idle.
+    pub stopped_idle: AtomicU64,
 }
 
 /// A child that is serving a user.
@@ -145,7 +123,8 @@ struct Live {
     access_expires_at: i64,
 }
 
-/// Restarting a child that keeps dying right after start is refused for a while.
+/// Restarting a child that keeps dying right after start is refused for a while,
+/// and so is retrying a rotation Forgejo could not serve.
 #[derive(Debug, Default)]
 struct Backoff {
     consecutive_failures: u32,
@@ -158,7 +137,22 @@ struct Backoff {
 
 /// A child that lives shorter than this counts as a start failure for backoff.
 const QUICK_DEATH_SECONDS: i64 = 10;
-const MAX_BACKOFF_SECONDS: i64 = 60;
+/// One crash is replaced at once; a second in a row starts the backoff (2 s,
+/// 4 s, … up to a minute) during which requests fail fast.
+const CRASH_BACKOFF: BackoffPolicy = BackoffPolicy {
+    forgiven: 1,
+    first: Duration::from_secs(2),
+    max: Duration::from_secs(60),
+};
+/// A rotation that failed for a transient reason waits 10 s, 20 s, … up to 5 min
+/// (the child keeps serving on its current, still valid token meanwhile).
+const ROTATION_BACKOFF: BackoffPolicy = BackoffPolicy {
+    forgiven: 0,
+    first: Duration::from_secs(10),
+    max: Duration::from_secs(300),
+};
+/// The longest shutdown waits for superseded children to finish draining.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 /// An access token this close to expiry is refreshed before a child is started with it.
 const SPAWN_MIN_VALIDITY_SECONDS: i64 = 60;
 
@@ -169,6 +163,9 @@ struct UserSlot {
     current: Mutex<Option<Live>>,
     /// Unix seconds of the last request start or end.
     last_used: AtomicI64,
+    /// Requests admitted and not finished: the per-child cap counts these, so
+    /// the check and the reservation are one step.
+    admitted: AtomicUsize,
     backoff: Mutex<Backoff>,
     /// Unsolicited notifications (list changes) of whichever child serves the
     /// user; outlives respawns so subscribers do not have to resubscribe.
@@ -181,8 +178,12 @@ struct Inner {
     forgejo: ForgejoClient,
     clock: Arc<dyn Clock>,
     users: Mutex<HashMap<String, Arc<UserSlot>>>,
-    live_children: AtomicUsize,
+    /// How many children are alive (started and not yet reaped); shutdown waits
+    /// for it to reach zero.
+    live_children: watch::Sender<usize>,
     next_serial: AtomicU64,
+    /// Owns every task the pool starts (child pipes, drains, fan-outs).
+    tasks: TaskTracker,
     stats: PoolStats,
 }
 
@@ -192,16 +193,75 @@ pub struct Pool {
     inner: Arc<Inner>,
 }
 
-fn seconds(duration: Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 4)
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("live_children", &self.live_children())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request admitted to a user's live child: the child is running and
+/// initialized, and the request counts against the child's in-flight cap until
+/// the lease is dropped.
+#[derive(Debug)]
+pub struct Lease {
+    child: Child,
+    slot: Arc<UserSlot>,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for UserSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSlot")
+            .field("user_id", &self.user_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lease {
+    /// The child's InitializeResult, for answering `initialize` and `server/discover`.
+    pub fn initialize_result(&self) -> &Value {
+        self.child.initialize_result()
+    }
+
+    /// Forwards one request to the child and returns its response with the
+    /// caller's id; progress notifications go to `events`. Dropping the future
+    /// cancels the request at the child.
+    pub async fn call(
+        &self,
+        request: Value,
+        events: Option<mpsc::Sender<Value>>,
+    ) -> Result<Value, CallError> {
+        let result = self
+            .child
+            .call(request, events, self.pool.inner.settings.request_timeout)
+            .await;
+        if result.is_ok() {
+            // A child that answers is healthy: forget earlier quick deaths.
+            self.slot.backoff.lock().consecutive_failures = 0;
+        }
+        result
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.slot.admitted.fetch_sub(1, Ordering::AcqRel);
+        self.slot
+            .last_used
+            .store(self.pool.inner.clock.now(), Ordering::Relaxed);
+    }
 }
 
 impl Pool {
+    /// A pool whose children's tasks belong to `tasks`.
     pub fn new(
         settings: PoolSettings,
         store: Store,
         forgejo: ForgejoClient,
         clock: Arc<dyn Clock>,
+        tasks: TaskTracker,
     ) -> Pool {
         Pool {
             inner: Arc::new(Inner {
@@ -210,78 +270,59 @@ impl Pool {
                 forgejo,
                 clock,
                 users: Mutex::new(HashMap::new()),
-                live_children: AtomicUsize::new(0),
+                live_children: watch::channel(0).0,
                 next_serial: AtomicU64::new(1),
+                tasks,
                 stats: PoolStats::default(),
             }),
         }
     }
 
-    /// Counters for metrics.
+    /// What the pool has done so far.
     pub fn stats(&self) -> &PoolStats {
         &self.inner.stats
     }
 
     /// How many children are alive (started and not yet exited).
     pub fn live_children(&self) -> usize {
-        self.inner.live_children.load(Ordering::SeqCst)
+        *self.inner.live_children.borrow()
     }
 
     /// The process id of the user's current child, if any (for tests and diagnostics).
     pub fn child_pid(&self, user_id: &str) -> Option<u32> {
-        let slot = self.inner.users.lock().unwrap().get(user_id).cloned()?;
-        let live = slot.current.lock().unwrap().clone()?;
+        let slot = self.inner.users.lock().get(user_id).cloned()?;
+        let live = slot.current.lock().clone()?;
         live.child.pid()
     }
 
-    /// The user's child's InitializeResult, starting the child if needed.
-    pub async fn initialize_result(&self, user_id: &str) -> Result<Value, PoolError> {
+    /// Admits one request of `user_id`: their live child, started (single
+    /// flight) if there is none, with room under the in-flight cap.
+    pub async fn admit(&self, user_id: &str) -> Result<Lease, PoolError> {
         let slot = self.slot(user_id);
         let live = self.ensure_child(&slot).await?;
-        Ok(live.child.initialize_result().clone())
-    }
-
-    /// Forwards one request to the user's child (started if needed) and returns
-    /// its response with the caller's id. Progress notifications go to `events`.
-    pub async fn call(
-        &self,
-        user_id: &str,
-        request: Value,
-        events: Option<mpsc::Sender<Value>>,
-    ) -> Result<Value, PoolError> {
-        let slot = self.slot(user_id);
-        let live = self.ensure_child(&slot).await?;
-        if live.child.in_flight() >= self.inner.settings.max_in_flight_per_child {
+        let max = self.inner.settings.max_in_flight_per_child;
+        if slot.admitted.fetch_add(1, Ordering::AcqRel) >= max {
+            slot.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(PoolError::Busy {
                 retry_after: Duration::from_secs(1),
             });
         }
         slot.last_used
-            .store(self.inner.clock.now(), Ordering::SeqCst);
-        let result = live
-            .child
-            .call(request, events, self.inner.settings.request_timeout)
-            .await;
-        slot.last_used
-            .store(self.inner.clock.now(), Ordering::SeqCst);
-        if result.is_ok() {
-            // A child that answers is healthy: forget earlier quick deaths.
-            slot.backoff.lock().unwrap().consecutive_failures = 0;
-        }
-        result.map_err(|e| match e {
-            CallError::Timeout => PoolError::Timeout,
-            CallError::Exited | CallError::Closed => PoolError::BackendExited,
-            CallError::Invalid(why) => PoolError::InvalidRequest(why),
+            .store(self.inner.clock.now(), Ordering::Relaxed);
+        Ok(Lease {
+            child: live.child,
+            slot,
+            pool: self.clone(),
         })
     }
 
     /// Unsolicited notifications of the user's child (list changes), across respawns.
-    pub fn subscribe(&self, user_id: &str) -> broadcast::Receiver<Value> {
+    pub(crate) fn subscribe(&self, user_id: &str) -> broadcast::Receiver<Value> {
         self.slot(user_id).events.subscribe()
     }
 
     fn slot(&self, user_id: &str) -> Arc<UserSlot> {
-        let mut users = self.inner.users.lock().unwrap();
+        let mut users = self.inner.users.lock();
         users
             .entry(user_id.to_string())
             .or_insert_with(|| {
@@ -290,6 +331,7 @@ impl Pool {
                     gate: tokio::sync::Mutex::new(()),
                     current: Mutex::new(None),
                     last_used: AtomicI64::new(self.inner.clock.now()),
+                    admitted: AtomicUsize::new(0),
                     backoff: Mutex::new(Backoff::default()),
                     events: broadcast::channel(64).0,
                 })
@@ -300,7 +342,6 @@ impl Pool {
     fn current_alive(slot: &UserSlot) -> Option<Live> {
         slot.current
             .lock()
-            .unwrap()
             .clone()
             .filter(|live| live.child.accepts_calls())
     }
@@ -316,7 +357,7 @@ impl Pool {
         }
         let now = self.inner.clock.now();
         {
-            let backoff = slot.backoff.lock().unwrap();
+            let backoff = slot.backoff.lock();
             if backoff.blocked_until > now {
                 return Err(PoolError::BackendFailedToStart(format!(
                     "the backend failed repeatedly; next attempt in {} s",
@@ -324,7 +365,7 @@ impl Pool {
                 )));
             }
         }
-        if self.inner.live_children.load(Ordering::SeqCst) >= self.inner.settings.max_children {
+        if self.live_children() >= self.inner.settings.max_children {
             return Err(PoolError::AtCapacity {
                 retry_after: self.inner.settings.reap_interval,
             });
@@ -387,12 +428,10 @@ impl Pool {
                     .replace(&record.identity.login, &fresh)
                     .await
                     .map_err(unavailable)?;
-                inner.stats.rotations.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(user_id = %slot.user_id, generation, "refreshed the user's Forgejo token");
                 Ok((generation, fresh))
             }
             Err(e) if e.is_refusal() => {
-                inner.stats.refresh_failures.fetch_add(1, Ordering::Relaxed);
                 let revoked = lock.mark_dead().await.map_err(unavailable)?;
                 tracing::warn!(user_id = %slot.user_id, error = %e, revoked, "Forgejo refused the refresh: credential dead, grants revoked");
                 let _ = inner
@@ -407,7 +446,6 @@ impl Pool {
                 Err(PoolError::CredentialDead)
             }
             Err(e) => {
-                inner.stats.refresh_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(user_id = %slot.user_id, error = %e, "refreshing the user's Forgejo token failed; will retry");
                 Err(PoolError::Unavailable(
                     "Forgejo could not be reached to refresh the token".into(),
@@ -425,15 +463,15 @@ impl Pool {
         credential: &UpstreamCredential,
     ) -> Result<Live, PoolError> {
         let inner = &self.inner;
-        let serial = inner.next_serial.fetch_add(1, Ordering::SeqCst);
+        let serial = inner.next_serial.fetch_add(1, Ordering::Relaxed);
         let spec = self.spec(&slot.user_id, generation, serial, &credential.access_token)?;
         let work_dir = spec.work_dir.clone();
-        inner.live_children.fetch_add(1, Ordering::SeqCst);
+        inner.live_children.send_modify(|n| *n += 1);
         let started_at = inner.clock.now();
         let child = match Child::spawn(spec).await {
             Ok(child) => child,
             Err(e) => {
-                inner.live_children.fetch_sub(1, Ordering::SeqCst);
+                inner.live_children.send_modify(|n| *n -= 1);
                 inner.stats.start_failures.fetch_add(1, Ordering::Relaxed);
                 let _ = std::fs::remove_dir_all(&work_dir);
                 self.note_failure(slot);
@@ -452,13 +490,13 @@ impl Pool {
             serial,
             access_expires_at: credential.access_expires_at,
         };
-        *slot.current.lock().unwrap() = Some(live.clone());
-        slot.last_used.store(started_at, Ordering::SeqCst);
+        *slot.current.lock() = Some(live.clone());
+        slot.last_used.store(started_at, Ordering::Relaxed);
 
         // Fan the child's unsolicited notifications out to the user's subscribers.
         let mut notifications = child.notifications();
         let events = slot.events.clone();
-        tokio::spawn(async move {
+        inner.tasks.spawn(async move {
             loop {
                 match notifications.recv().await {
                     Ok(message) => {
@@ -474,12 +512,12 @@ impl Pool {
         // count a quick death towards the crash-loop backoff.
         let pool = self.clone();
         let watched = slot.clone();
-        tokio::spawn(async move {
+        inner.tasks.spawn(async move {
             let exit = child.exited().await;
-            pool.inner.live_children.fetch_sub(1, Ordering::SeqCst);
+            pool.inner.live_children.send_modify(|n| *n -= 1);
             let _ = std::fs::remove_dir_all(&work_dir);
             let was_current = {
-                let mut current = watched.current.lock().unwrap();
+                let mut current = watched.current.lock();
                 if current.as_ref().is_some_and(|l| l.serial == serial) {
                     *current = None;
                     true
@@ -488,10 +526,6 @@ impl Pool {
                 }
             };
             if was_current {
-                pool.inner
-                    .stats
-                    .exited_unexpectedly
-                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(user_id = %watched.user_id, ?exit, "child exited unexpectedly");
                 if pool.inner.clock.now() - started_at < QUICK_DEATH_SECONDS {
                     pool.note_failure(&watched);
@@ -504,15 +538,9 @@ impl Pool {
 
     fn note_failure(&self, slot: &UserSlot) {
         let now = self.inner.clock.now();
-        let mut backoff = slot.backoff.lock().unwrap();
+        let mut backoff = slot.backoff.lock();
         backoff.consecutive_failures += 1;
-        // One crash is replaced at once; a second in a row starts the backoff
-        // (2 s, 4 s, … up to a minute) during which requests fail fast.
-        let delay = match backoff.consecutive_failures {
-            0 | 1 => 0,
-            n => (1i64 << (n - 1).min(6)).min(MAX_BACKOFF_SECONDS),
-        };
-        backoff.blocked_until = now + delay;
+        backoff.blocked_until = now + seconds(CRASH_BACKOFF.delay(backoff.consecutive_failures));
     }
 
     fn spec(
@@ -542,6 +570,7 @@ impl Pool {
             format!("user:{user_id} gen:{generation}"),
         );
         spec.limits = settings.limits.clone();
+        spec.tasks = self.inner.tasks.clone();
         Ok(spec)
     }
 
@@ -549,16 +578,16 @@ impl Pool {
     pub async fn reap_idle(&self) {
         let now = self.inner.clock.now();
         let idle = seconds(self.inner.settings.idle_timeout);
-        let slots: Vec<_> = self.inner.users.lock().unwrap().values().cloned().collect();
+        let slots: Vec<_> = self.inner.users.lock().values().cloned().collect();
         for slot in slots {
             let Ok(_gate) = slot.gate.try_lock() else {
                 continue; // busy spawning or rotating: not idle
             };
             let victim = {
-                let mut current = slot.current.lock().unwrap();
+                let mut current = slot.current.lock();
                 let idle_now = current.as_ref().is_some_and(|live| {
                     live.child.in_flight() == 0
-                        && now - slot.last_used.load(Ordering::SeqCst) >= idle
+                        && now - slot.last_used.load(Ordering::Relaxed) >= idle
                 });
                 if idle_now { current.take() } else { None }
             };
@@ -577,7 +606,7 @@ impl Pool {
     /// token expires within the refresh lead, then replaces the child without
     /// failing a request (start the new one, switch, drain and stop the old one).
     pub async fn rotate_due(&self) {
-        let slots: Vec<_> = self.inner.users.lock().unwrap().values().cloned().collect();
+        let slots: Vec<_> = self.inner.users.lock().values().cloned().collect();
         for slot in slots {
             self.rotate_if_due(&slot).await;
         }
@@ -592,7 +621,7 @@ impl Pool {
             Some(live) if due(&live) => {}
             _ => return,
         }
-        if slot.backoff.lock().unwrap().rotation_retry_at > now {
+        if slot.backoff.lock().rotation_retry_at > now {
             return;
         }
         let _gate = slot.gate.lock().await;
@@ -602,47 +631,41 @@ impl Pool {
         let (generation, credential) = match self.refresh(slot, old.generation).await {
             Ok(fresh) => fresh,
             Err(PoolError::CredentialDead) => {
-                slot.current.lock().unwrap().take();
-                inner
-                    .stats
-                    .stopped_credential_dead
-                    .fetch_add(1, Ordering::Relaxed);
+                slot.current.lock().take();
                 old.child.stop().await;
                 return;
             }
             Err(e) => {
-                let mut backoff = slot.backoff.lock().unwrap();
+                let mut backoff = slot.backoff.lock();
                 backoff.rotation_failures += 1;
-                let delay = (5i64 << backoff.rotation_failures.min(6)).min(300);
+                let delay = seconds(ROTATION_BACKOFF.delay(backoff.rotation_failures));
                 backoff.rotation_retry_at = now + delay;
                 tracing::warn!(user_id = %slot.user_id, error = %e, retry_in = delay, "rotation postponed");
                 return;
             }
         };
-        slot.backoff.lock().unwrap().rotation_failures = 0;
+        slot.backoff.lock().rotation_failures = 0;
         match self.start_child(slot, generation, &credential).await {
             Ok(_) => {
-                inner.stats.stopped_rotated.fetch_add(1, Ordering::Relaxed);
                 let drain = inner.settings.request_timeout;
-                tokio::spawn(async move {
-                    let deadline = tokio::time::Instant::now() + drain;
-                    while old.child.in_flight() > 0 && tokio::time::Instant::now() < deadline {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                inner.tasks.spawn(async move {
+                    // In-flight requests finish on the old child (bounded by the
+                    // request timeout they run under anyway), then it goes.
+                    let _ = tokio::time::timeout(drain, old.child.until_idle()).await;
                     old.child.stop().await;
                 });
             }
             Err(e) => {
                 // Keep serving on the old child (its token is still valid for now);
                 // the next sweep tries again.
-                *slot.current.lock().unwrap() = Some(old);
+                *slot.current.lock() = Some(old);
                 tracing::warn!(user_id = %slot.user_id, error = %e, "could not start the rotated child; keeping the old one");
             }
         }
     }
 
     /// Runs the reaper and the rotation sweeps until `shutdown`.
-    pub async fn run_background(self, shutdown: CancellationToken) {
+    pub(crate) async fn run_background(self, shutdown: CancellationToken) {
         let mut reap = tokio::time::interval(self.inner.settings.reap_interval);
         let mut rotate = tokio::time::interval(self.inner.settings.rotate_interval);
         reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -657,21 +680,21 @@ impl Pool {
     }
 
     /// Removes the directory the children's working directories live in (after shutdown).
-    pub fn remove_work_root(&self) {
+    pub(crate) fn remove_work_root(&self) {
         let _ = std::fs::remove_dir_all(&self.inner.settings.work_root);
     }
 
     /// Stops every child and waits until all have exited.
     pub async fn shutdown(&self) {
-        let slots: Vec<_> = self.inner.users.lock().unwrap().values().cloned().collect();
+        let slots: Vec<_> = self.inner.users.lock().values().cloned().collect();
         let mut stopping = Vec::new();
         for slot in slots {
-            if let Some(live) = slot.current.lock().unwrap().take() {
-                self.inner
-                    .stats
-                    .stopped_shutdown
-                    .fetch_add(1, Ordering::Relaxed);
-                stopping.push(tokio::spawn(async move { live.child.stop().await }));
+            if let Some(live) = slot.current.lock().take() {
+                stopping.push(
+                    self.inner
+                        .tasks
+                        .spawn(async move { live.child.stop().await }),
+                );
             }
         }
         for task in stopping {
@@ -679,9 +702,13 @@ impl Pool {
         }
         // Superseded children still draining are stopped by their own tasks; wait
         // (bounded) for the count of live children to reach zero.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.live_children() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut live = self.inner.live_children.subscribe();
+        let all_gone = live.wait_for(|n| *n == 0);
+        if tokio::time::timeout(SHUTDOWN_WAIT, all_gone).await.is_err() {
+            tracing::warn!(
+                live = self.live_children(),
+                "children still running after shutdown; their tasks will kill them"
+            );
         }
     }
 }

@@ -9,14 +9,15 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::process::{ChildStderr, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::lines::{Line, LineReader, Overflow};
 use super::{ChildSpec, ExitInfo};
@@ -67,7 +68,7 @@ pub(crate) fn command(spec: &ChildSpec) -> io::Result<Command> {
 
 /// Creates `path` (and missing parents) as a directory only its owner can use (0700), for a
 /// child's working directory, or tightens an existing one to 0700.
-pub fn create_private_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -104,6 +105,8 @@ pub(crate) struct Process {
     stderr_tail: Mutex<VecDeque<String>>,
     /// Fired when stderr reached end of input (every line has been logged and kept).
     pub(crate) stderr_done: CancellationToken,
+    /// Where the stop sequence runs, so shutdown waits for it.
+    tasks: TaskTracker,
 }
 
 impl Process {
@@ -112,6 +115,7 @@ impl Process {
         pid: u32,
         stop_grace: Duration,
         close_stdin: CancellationToken,
+        tasks: TaskTracker,
     ) -> (Self, watch::Sender<Option<ExitInfo>>) {
         let (exit_tx, exit) = watch::channel(None);
         let process = Self {
@@ -123,6 +127,7 @@ impl Process {
             stop_grace,
             stderr_tail: Mutex::new(VecDeque::with_capacity(STDERR_TAIL_LINES)),
             stderr_done: CancellationToken::new(),
+            tasks,
         };
         (process, exit_tx)
     }
@@ -147,7 +152,7 @@ impl Process {
 
     /// The last stderr lines, oldest first.
     pub(crate) fn stderr_tail(&self) -> Vec<String> {
-        let tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        let tail = self.stderr_tail.lock();
         tail.iter().cloned().collect()
     }
 
@@ -171,7 +176,7 @@ impl Process {
         match kill_process_group(pid, signal) {
             Ok(()) | Err(rustix::io::Errno::SRCH) => {}
             Err(e) => {
-                tracing::warn!(child = %self.label, ?signal, error = %e, "cannot signal the child's process group")
+                tracing::warn!(child = %self.label, ?signal, error = %e, "cannot signal the child's process group");
             }
         }
     }
@@ -186,7 +191,7 @@ impl Process {
         self.close_stdin.cancel();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(self.clone().stop_sequence());
+                self.tasks.spawn_on(self.clone().stop_sequence(), &runtime);
             }
             // No runtime (dropped during shutdown): no time to be gentle.
             Err(_) => self.signal_group(Signal::KILL),
@@ -226,7 +231,7 @@ impl Process {
     }
 
     fn keep_stderr_line(&self, line: String) {
-        let mut tail = self.stderr_tail.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tail = self.stderr_tail.lock();
         if tail.len() == STDERR_TAIL_LINES {
             tail.pop_front();
         }

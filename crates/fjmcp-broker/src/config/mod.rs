@@ -5,7 +5,7 @@
 //! port or opens the store. Invariant: only this module reads the process
 //! environment for settings, through [`Environment`], so tests inject a map.
 
-pub mod settings;
+pub(crate) mod settings;
 mod units;
 
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-pub use settings::Setting;
-pub use units::{parse_duration, parse_size};
+pub(crate) use settings::Setting;
+pub(crate) use units::{parse_duration, parse_size};
 
 use crate::crypto::SealingKey;
 
@@ -29,12 +29,20 @@ pub trait Environment {
 }
 
 /// The real process environment.
+#[derive(Debug)]
 pub struct ProcessEnvironment;
 
 impl Environment for ProcessEnvironment {
+    // The one place the process environment is read.
+    #[allow(clippy::disallowed_methods)]
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+}
+
+/// The TOML file to read: the `--config` flag, else `FJMCP_CONFIG`.
+pub fn config_file(flag: Option<PathBuf>, env: &dyn Environment) -> Option<PathBuf> {
+    flag.or_else(|| env.var(settings::CONFIG_FILE_ENV).map(PathBuf::from))
 }
 
 impl Environment for BTreeMap<String, String> {
@@ -45,7 +53,7 @@ impl Environment for BTreeMap<String, String> {
 
 /// Which layer a setting's effective value came from, for messages and `check-config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     Default,
     File(PathBuf),
     Environment(&'static str),
@@ -73,7 +81,7 @@ impl Layers {
     /// Stacks defaults, the TOML file (if any), the environment and the flags.
     /// Problems reading the file are pushed onto `problems`; the other layers are
     /// still applied so that every mistake is reported in one go.
-    pub fn collect(
+    pub(crate) fn collect(
         flags: &[(Setting, String)],
         config_file: Option<&Path>,
         env: &dyn Environment,
@@ -166,6 +174,11 @@ impl Layers {
 pub struct PublicUrl(String);
 
 impl PublicUrl {
+    /// Parses and checks a public URL (see [`parse_public_url`]).
+    pub fn parse(text: &str) -> Result<PublicUrl, String> {
+        parse_public_url(text)
+    }
+
     /// The URL as a string, e.g. `https://mcp.example.com`.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -657,7 +670,7 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// True for `localhost`, `127.0.0.0/8` and `::1`.
-pub fn is_loopback_host(host: &url::Host<&str>) -> bool {
+pub(crate) fn is_loopback_host(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
         url::Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),
@@ -765,7 +778,7 @@ fn default_key_path(db: &Path) -> PathBuf {
 }
 
 /// Replaces the password in a URL with `***` so it can be shown.
-pub fn redact_url_password(text: &str) -> String {
+pub(crate) fn redact_url_password(text: &str) -> String {
     match Url::parse(text) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("***"));

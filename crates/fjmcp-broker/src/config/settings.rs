@@ -34,138 +34,142 @@ const fn secret(key: &'static str, flag: &'static str, env: &'static str) -> Set
     }
 }
 
-pub const PUBLIC_URL: Setting = setting("public_url", "--public-url", "FJMCP_PUBLIC_URL");
-pub const LISTEN: Setting = setting("listen", "--listen", "FJMCP_LISTEN");
+pub(crate) const PUBLIC_URL: Setting = setting("public_url", "--public-url", "FJMCP_PUBLIC_URL");
+pub(crate) const LISTEN: Setting = setting("listen", "--listen", "FJMCP_LISTEN");
 // The store URL can carry a PostgreSQL password.
-pub const STORE: Setting = secret("store", "--store", "FJMCP_STORE");
-pub const SEALING_KEY_FILE: Setting = setting(
+pub(crate) const STORE: Setting = secret("store", "--store", "FJMCP_STORE");
+pub(crate) const SEALING_KEY_FILE: Setting = setting(
     "sealing_key_file",
     "--sealing-key-file",
     "FJMCP_SEALING_KEY_FILE",
 );
-pub const FORGEJO_URL: Setting = setting("forgejo_url", "--forgejo-url", "FJMCP_FORGEJO_URL");
-pub const FORGEJO_CLIENT_ID: Setting = setting(
+pub(crate) const FORGEJO_URL: Setting =
+    setting("forgejo_url", "--forgejo-url", "FJMCP_FORGEJO_URL");
+pub(crate) const FORGEJO_CLIENT_ID: Setting = setting(
     "forgejo_client_id",
     "--forgejo-client-id",
     "FJMCP_FORGEJO_CLIENT_ID",
 );
-pub const FORGEJO_CLIENT_SECRET: Setting = secret(
+pub(crate) const FORGEJO_CLIENT_SECRET: Setting = secret(
     "forgejo_client_secret",
     "--forgejo-client-secret",
     "FJMCP_FORGEJO_CLIENT_SECRET",
 );
-pub const FORGEJO_CLIENT_SECRET_FILE: Setting = setting(
+pub(crate) const FORGEJO_CLIENT_SECRET_FILE: Setting = setting(
     "forgejo_client_secret_file",
     "--forgejo-client-secret-file",
     "FJMCP_FORGEJO_CLIENT_SECRET_FILE",
 );
-pub const CHILD_COMMAND: Setting =
+pub(crate) const CHILD_COMMAND: Setting =
     setting("child_command", "--child-command", "FJMCP_CHILD_COMMAND");
-pub const CHILD_ENV: Setting = setting("child_env", "--child-env", "FJMCP_CHILD_ENV");
-pub const LOG_FORMAT: Setting = setting("log_format", "--log-format", "FJMCP_LOG_FORMAT");
-pub const LOG_LEVEL: Setting = setting("log_level", "--log-level", "FJMCP_LOG_LEVEL");
-pub const MAX_BODY_SIZE: Setting =
+pub(crate) const CHILD_ENV: Setting = setting("child_env", "--child-env", "FJMCP_CHILD_ENV");
+pub(crate) const LOG_FORMAT: Setting = setting("log_format", "--log-format", "FJMCP_LOG_FORMAT");
+pub(crate) const LOG_LEVEL: Setting = setting("log_level", "--log-level", "FJMCP_LOG_LEVEL");
+pub(crate) const MAX_BODY_SIZE: Setting =
     setting("max_body_size", "--max-body-size", "FJMCP_MAX_BODY_SIZE");
-pub const REQUEST_TIMEOUT: Setting = setting(
+pub(crate) const REQUEST_TIMEOUT: Setting = setting(
     "request_timeout",
     "--request-timeout",
     "FJMCP_REQUEST_TIMEOUT",
 );
-pub const SHUTDOWN_GRACE: Setting =
+pub(crate) const SHUTDOWN_GRACE: Setting =
     setting("shutdown_grace", "--shutdown-grace", "FJMCP_SHUTDOWN_GRACE");
 
-pub const FORGEJO_SCOPES: Setting =
+pub(crate) const FORGEJO_SCOPES: Setting =
     setting("forgejo_scopes", "--forgejo-scopes", "FJMCP_FORGEJO_SCOPES");
-pub const FORGEJO_AUTHORIZE_URL: Setting = setting(
+pub(crate) const FORGEJO_AUTHORIZE_URL: Setting = setting(
     "forgejo_authorize_url",
     "--forgejo-authorize-url",
     "FJMCP_FORGEJO_AUTHORIZE_URL",
 );
-pub const FORGEJO_TOKEN_URL: Setting = setting(
+pub(crate) const FORGEJO_TOKEN_URL: Setting = setting(
     "forgejo_token_url",
     "--forgejo-token-url",
     "FJMCP_FORGEJO_TOKEN_URL",
 );
-pub const FORGEJO_USERINFO_URL: Setting = setting(
+pub(crate) const FORGEJO_USERINFO_URL: Setting = setting(
     "forgejo_userinfo_url",
     "--forgejo-userinfo-url",
     "FJMCP_FORGEJO_USERINFO_URL",
 );
-pub const ACCESS_TOKEN_LIFETIME: Setting = setting(
+pub(crate) const ACCESS_TOKEN_LIFETIME: Setting = setting(
     "access_token_lifetime",
     "--access-token-lifetime",
     "FJMCP_ACCESS_TOKEN_LIFETIME",
 );
-pub const REFRESH_TOKEN_LIFETIME: Setting = setting(
+pub(crate) const REFRESH_TOKEN_LIFETIME: Setting = setting(
     "refresh_token_lifetime",
     "--refresh-token-lifetime",
     "FJMCP_REFRESH_TOKEN_LIFETIME",
 );
-pub const REFRESH_REUSE_GRACE: Setting = setting(
+pub(crate) const REFRESH_REUSE_GRACE: Setting = setting(
     "refresh_reuse_grace",
     "--refresh-reuse-grace",
     "FJMCP_REFRESH_REUSE_GRACE",
 );
-pub const CLIENT_METADATA_ALLOW_LOOPBACK_HTTP: Setting = setting(
+pub(crate) const CLIENT_METADATA_ALLOW_LOOPBACK_HTTP: Setting = setting(
     "client_metadata_allow_loopback_http",
     "--client-metadata-allow-loopback-http",
     "FJMCP_CLIENT_METADATA_ALLOW_LOOPBACK_HTTP",
 );
 
-pub const IDLE_TIMEOUT: Setting = setting("idle_timeout", "--idle-timeout", "FJMCP_IDLE_TIMEOUT");
-pub const REAP_INTERVAL: Setting =
+pub(crate) const IDLE_TIMEOUT: Setting =
+    setting("idle_timeout", "--idle-timeout", "FJMCP_IDLE_TIMEOUT");
+pub(crate) const REAP_INTERVAL: Setting =
     setting("reap_interval", "--reap-interval", "FJMCP_REAP_INTERVAL");
-pub const ROTATE_INTERVAL: Setting = setting(
+pub(crate) const ROTATE_INTERVAL: Setting = setting(
     "rotate_interval",
     "--rotate-interval",
     "FJMCP_ROTATE_INTERVAL",
 );
-pub const REFRESH_LEAD: Setting = setting("refresh_lead", "--refresh-lead", "FJMCP_REFRESH_LEAD");
-pub const MAX_CHILDREN: Setting = setting("max_children", "--max-children", "FJMCP_MAX_CHILDREN");
-pub const MAX_IN_FLIGHT_PER_CHILD: Setting = setting(
+pub(crate) const REFRESH_LEAD: Setting =
+    setting("refresh_lead", "--refresh-lead", "FJMCP_REFRESH_LEAD");
+pub(crate) const MAX_CHILDREN: Setting =
+    setting("max_children", "--max-children", "FJMCP_MAX_CHILDREN");
+pub(crate) const MAX_IN_FLIGHT_PER_CHILD: Setting = setting(
     "max_in_flight_per_child",
     "--max-in-flight-per-child",
     "FJMCP_MAX_IN_FLIGHT_PER_CHILD",
 );
-pub const CHILD_LIMIT_ADDRESS_SPACE: Setting = setting(
+pub(crate) const CHILD_LIMIT_ADDRESS_SPACE: Setting = setting(
     "child_limit_address_space",
     "--child-limit-address-space",
     "FJMCP_CHILD_LIMIT_ADDRESS_SPACE",
 );
-pub const CHILD_LIMIT_OPEN_FILES: Setting = setting(
+pub(crate) const CHILD_LIMIT_OPEN_FILES: Setting = setting(
     "child_limit_open_files",
     "--child-limit-open-files",
     "FJMCP_CHILD_LIMIT_OPEN_FILES",
 );
-pub const CHILD_LIMIT_CPU: Setting = setting(
+pub(crate) const CHILD_LIMIT_CPU: Setting = setting(
     "child_limit_cpu",
     "--child-limit-cpu",
     "FJMCP_CHILD_LIMIT_CPU",
 );
 
-pub const SESSION_IDLE_TIMEOUT: Setting = setting(
+pub(crate) const SESSION_IDLE_TIMEOUT: Setting = setting(
     "session_idle_timeout",
     "--session-idle-timeout",
     "FJMCP_SESSION_IDLE_TIMEOUT",
 );
-pub const MAX_SESSIONS_PER_USER: Setting = setting(
+pub(crate) const MAX_SESSIONS_PER_USER: Setting = setting(
     "max_sessions_per_user",
     "--max-sessions-per-user",
     "FJMCP_MAX_SESSIONS_PER_USER",
 );
-pub const ALLOWED_ORIGINS: Setting = setting(
+pub(crate) const ALLOWED_ORIGINS: Setting = setting(
     "allowed_origins",
     "--allowed-origins",
     "FJMCP_ALLOWED_ORIGINS",
 );
-pub const ALLOWED_HOSTS: Setting =
+pub(crate) const ALLOWED_HOSTS: Setting =
     setting("allowed_hosts", "--allowed-hosts", "FJMCP_ALLOWED_HOSTS");
 
 /// The TOML file itself is named by flag or environment only.
-pub const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
+pub(crate) const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
 
 /// Every setting, in the order `check-config` prints them.
-pub const ALL: &[Setting] = &[
+pub(crate) const ALL: &[Setting] = &[
     PUBLIC_URL,
     LISTEN,
     STORE,
@@ -205,7 +209,7 @@ pub const ALL: &[Setting] = &[
 ];
 
 /// Defaults for settings that have one (the others are required or optional).
-pub fn default_for(setting: Setting) -> Option<&'static str> {
+pub(crate) fn default_for(setting: Setting) -> Option<&'static str> {
     Some(match setting.key {
         "listen" => "127.0.0.1:8080",
         "store" => "sqlite:fjmcp-broker.db",

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// `500ms`, `30s`, `15m`, `2h`, `1d`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -30,7 +30,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `1048576`, `64KiB`, `1MiB`, `16MB` (decimal), as bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

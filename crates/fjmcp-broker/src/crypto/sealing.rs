@@ -204,18 +204,14 @@ impl Sealer {
     }
 
     /// Adds a retired key that can still open older values.
-    pub fn with_previous(mut self, key: SealingKey) -> Self {
+    #[cfg(test)]
+    fn with_previous(mut self, key: SealingKey) -> Self {
         self.previous.push(key);
         self
     }
 
-    /// The id of the key new values are sealed with.
-    pub fn current_key_id(&self) -> String {
-        self.current.id_hex()
-    }
-
     /// Encrypts `plaintext` for the place `context` names.
-    pub fn seal(&self, plaintext: &[u8], context: &SealContext) -> Vec<u8> {
+    pub(crate) fn seal(&self, plaintext: &[u8], context: &SealContext) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).expect("the operating system's random source failed");
         let ciphertext = self
@@ -238,7 +234,7 @@ impl Sealer {
     }
 
     /// Decrypts a value sealed for the same `context`.
-    pub fn open(&self, sealed: &[u8], context: &SealContext) -> Result<Vec<u8>, OpenError> {
+    pub(crate) fn open(&self, sealed: &[u8], context: &SealContext) -> Result<Vec<u8>, OpenError> {
         if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != FORMAT_VERSION {
             return Err(OpenError::Malformed);
         }
@@ -317,7 +313,7 @@ mod tests {
         assert_eq!(rotated.open(&sealed, &ctx).unwrap(), b"secret");
         assert_eq!(
             sealer(3).open(&sealed, &ctx),
-            Err(OpenError::UnknownKey(old.current_key_id()))
+            Err(OpenError::UnknownKey(old.current.id_hex()))
         );
         assert_eq!(
             sealer(3).open(&sealed[..10], &ctx),

@@ -34,12 +34,12 @@ pub struct SecretHash(String);
 
 impl SecretHash {
     /// The hex digest, as stored in the database.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// Rebuilds a hash read back from the store.
-    pub fn from_stored(hex_digest: String) -> Self {
+    pub(crate) fn from_stored(hex_digest: String) -> Self {
         Self(hex_digest)
     }
 }

@@ -7,13 +7,13 @@ use http::{StatusCode, header};
 use serde_json::json;
 
 /// 404 for any path the broker does not serve.
-pub async fn not_found() -> Response {
+pub(crate) async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
 /// A JSON error body: `{"error": code, "error_description": text}`, the same
 /// shape OAuth uses, so one parser fits every broker error.
-pub fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
+pub(crate) fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
     (
         status,
         axum::Json(json!({ "error": code, "error_description": description })),
@@ -24,7 +24,7 @@ pub fn json_error(status: StatusCode, code: &str, description: &str) -> Response
 /// Replaces the plain-text or empty body of an error response made by a
 /// framework layer with a JSON one. Responses whose handler set a content type
 /// other than text/plain (JSON, HTML pages, event streams) pass untouched.
-pub async fn json_error_bodies<B>(response: Response<B>) -> Response
+pub(crate) async fn json_error_bodies<B>(response: Response<B>) -> Response
 where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,

@@ -8,14 +8,14 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
 
-use super::AppState;
+use crate::store::Store;
 use crate::version;
 
 /// How long readiness waits for the store before calling it down.
 const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// 200 whenever the process can answer: it says nothing about dependencies.
-pub async fn liveness() -> Response {
+pub(crate) async fn liveness() -> Response {
     Json(json!({
         "status": "ok",
         "version": version::VERSION,
@@ -25,8 +25,9 @@ pub async fn liveness() -> Response {
 }
 
 /// 200 when the store answers, 503 naming what failed otherwise.
-pub async fn readiness(State(state): State<AppState>) -> Response {
-    let store = match tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store.ping()).await {
+pub(crate) async fn readiness(State(store): State<Store>) -> Response {
+    let backend = store.backend().name();
+    let store = match tokio::time::timeout(STORE_CHECK_TIMEOUT, store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: store check failed");
@@ -40,7 +41,7 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
     match store {
         Ok(()) => Json(json!({
             "status": "ready",
-            "checks": { "store": { "ok": true, "backend": state.store.backend().name() } },
+            "checks": { "store": { "ok": true, "backend": backend } },
         }))
         .into_response(),
         Err(why) => (
@@ -48,7 +49,7 @@ pub async fn readiness(State(state): State<AppState>) -> Response {
             Json(json!({
                 "status": "unavailable",
                 "failed": ["store"],
-                "checks": { "store": { "ok": false, "backend": state.store.backend().name(), "error": why } },
+                "checks": { "store": { "ok": false, "backend": backend, "error": why } },
             })),
         )
             .into_response(),

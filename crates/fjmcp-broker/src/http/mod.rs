@@ -1,19 +1,24 @@
-//! The HTTP edge: the router, the middleware stack and the health endpoints.
+//! The HTTP edge: the route table, the middleware stack, request screening and
+//! the health endpoints.
 //!
-//! Invariant: only this module (and the handlers it mounts) knows axum, and
-//! every error leaving the broker is turned into a response here, with a body
-//! the client can read (JSON unless a handler chose otherwise).
+//! Every path the broker serves is listed in [`router`]; the handlers live in
+//! `oauth` and `mcp`, each with its own state (see [`AppState`]), and each
+//! turns its own errors into responses. This module gives a JSON body to the
+//! errors the framework makes itself (unknown path, wrong method, body too
+//! large, timeout).
 
 mod errors;
-
-pub use errors::json_error;
 mod health;
 mod request_id;
+mod screen;
+mod state;
+
+pub use state::AppState;
 
 use axum::Router;
-use axum::routing::get;
+use axum::middleware;
+use axum::routing::{get, post};
 use http::{HeaderName, StatusCode, header};
-use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
@@ -21,85 +26,57 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::children::{Pool, PoolSettings};
-use crate::clock::Clock;
-use crate::config::Config;
-use crate::forgejo::{EndpointOverrides, ForgejoClient};
-use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
-use crate::store::Store;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The persistent state.
-    pub store: Store,
-    /// The validated configuration.
-    pub config: Arc<Config>,
-    /// "Now" for every expiry the handlers compute.
-    pub clock: Arc<dyn Clock>,
-    /// The broker's OAuth client of Forgejo.
-    pub forgejo: ForgejoClient,
-    /// Fetches client ID metadata documents with SSRF protection.
-    pub client_metadata: MetadataFetcher,
-    /// One stdio child per Forgejo user.
-    pub pool: Pool,
-    /// In-flight 2025-era requests a client may cancel.
-    pub cancellations: crate::mcp::endpoint::Cancellations,
-}
-
-impl AppState {
-    /// Assembles the state from its parts, building the outbound clients from
-    /// the configuration.
-    pub fn new(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> AppState {
-        let forgejo = ForgejoClient::new(
-            &config.forgejo.url,
-            &config.forgejo.client_id,
-            config.forgejo.client_secret.clone(),
-            &config.forgejo.scopes,
-            EndpointOverrides {
-                authorize: config.forgejo.authorize_url.clone(),
-                token: config.forgejo.token_url.clone(),
-                userinfo: config.forgejo.userinfo_url.clone(),
-            },
-        );
-        if config.oauth.client_metadata_allow_loopback_http {
-            tracing::warn!(
-                "client metadata documents may be fetched over http from loopback: a TEST-ONLY setting"
-            );
-        }
-        let client_metadata = MetadataFetcher::new(FetchPolicy {
-            allow_loopback_http: config.oauth.client_metadata_allow_loopback_http,
-            ..FetchPolicy::default()
-        });
-        let pool = Pool::new(
-            PoolSettings::from_config(&config),
-            store.clone(),
-            forgejo.clone(),
-            clock.clone(),
-        );
-        AppState {
-            store,
-            config,
-            clock,
-            forgejo,
-            client_metadata,
-            pool,
-            cancellations: Default::default(),
-        }
-    }
-}
+use crate::{mcp, oauth};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Builds the broker's router with its middleware.
+/// Builds the broker's router: every route the broker serves, and the
+/// middleware around them.
 pub fn router(state: AppState) -> Router {
     let limits = state.config.http.clone();
-    let mcp = crate::mcp::endpoint::routes(state.clone());
+    let mcp = Router::new()
+        .route(
+            "/mcp",
+            post(mcp::post_mcp)
+                .get(mcp::get_mcp)
+                .delete(mcp::delete_mcp),
+        )
+        // Inner: the bearer check, after screening.
+        .route_layer(middleware::from_fn_with_state(
+            state.bearer.clone(),
+            oauth::bearer::require_bearer,
+        ))
+        // Outer: Origin and Host first, so a hostile page learns nothing more.
+        .route_layer(middleware::from_fn_with_state(
+            state.config.clone(),
+            screen::screen_mcp,
+        ));
     Router::new()
         .merge(mcp)
         .route("/healthz", get(health::liveness))
         .route("/readyz", get(health::readiness))
-        .merge(crate::oauth::routes())
+        .route(
+            "/.well-known/oauth-protected-resource",
+            get(oauth::protected_resource_handler),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            get(oauth::protected_resource_handler),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::authorization_server_handler),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server/mcp",
+            get(oauth::authorization_server_handler),
+        )
+        .route("/oauth/register", post(oauth::register))
+        .route("/oauth/authorize", get(oauth::authorize))
+        .route("/oauth/callback", get(oauth::callback))
+        .route("/oauth/consent", post(oauth::consent))
+        .route("/oauth/token", post(oauth::token))
+        .route("/oauth/revoke", post(oauth::revoke))
         .fallback(errors::not_found)
         .with_state(state)
         .layer(

@@ -5,7 +5,7 @@ use tower_http::request_id::{MakeRequestId, RequestId};
 
 /// Makes a random request id when the client sent none.
 #[derive(Clone, Copy, Default)]
-pub struct Random;
+pub(crate) struct Random;
 
 impl MakeRequestId for Random {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
@@ -16,7 +16,7 @@ impl MakeRequestId for Random {
 
 /// The span every request's log lines carry: method, path and request id.
 /// The query string is left out on purpose: OAuth puts codes and state there.
-pub fn span<B>(request: &Request<B>) -> tracing::Span {
+pub(crate) fn span<B>(request: &Request<B>) -> tracing::Span {
     let id = request
         .headers()
         .get("x-request-id")

@@ -64,12 +64,12 @@
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::era::{Era, SUPPORTED_MODERN_VERSIONS, negotiate_legacy_version};
-use super::modern::DISCOVER;
+use super::catalog::{DISCOVER, SUPPORTED_MODERN_VERSIONS};
+use super::era::Era;
 use super::wire::{codes, meta};
 
 /// Methods whose complete results carry `ttlMs` and `cacheScope`.
-pub const CACHEABLE_METHODS: [&str; 6] = [
+pub(crate) const CACHEABLE_METHODS: [&str; 6] = [
     DISCOVER,
     "tools/list",
     "prompts/list",
@@ -79,10 +79,10 @@ pub const CACHEABLE_METHODS: [&str; 6] = [
 ];
 
 /// `ttlMs` when the child gave none: immediately stale.
-pub const DEFAULT_TTL_MS: u64 = 0;
+pub(crate) const DEFAULT_TTL_MS: u64 = 0;
 
 /// `cacheScope` when the child gave none: results depend on the user's token.
-pub const DEFAULT_CACHE_SCOPE: &str = "private";
+pub(crate) const DEFAULT_CACHE_SCOPE: &str = "private";
 
 /// The extension id under which 2026-07-28 servers advertise tasks.
 const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
@@ -92,7 +92,7 @@ const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// method; `server_info` is the `Implementation` object to name (ignored
 /// unless an object). Never changes `id` or `jsonrpc`; a message that is
 /// neither a result nor an error object comes back unchanged.
-pub fn decorate_result(method: &str, mut response: Value, server_info: &Value) -> Value {
+pub(crate) fn decorate_result(method: &str, mut response: Value, server_info: &Value) -> Value {
     let Some(object) = response.as_object_mut() else {
         return response;
     };
@@ -148,7 +148,7 @@ fn decorate_complete_fields(method: &str, result: &mut Map<String, Value>, serve
 
 /// The code a 2026-07-28 client gets for a child's error code (see the module
 /// notes).
-pub fn modern_error_code(code: i64) -> i64 {
+pub(crate) fn modern_error_code(code: i64) -> i64 {
     match code {
         codes::LEGACY_RESOURCE_NOT_FOUND => codes::INVALID_PARAMS,
         codes::HEADER_MISMATCH
@@ -161,7 +161,7 @@ pub fn modern_error_code(code: i64) -> i64 {
 
 /// The HTTP status to answer a 2026-07-28 client with when relaying the
 /// (decorated) child response.
-pub fn forwarded_status(response: &Value) -> StatusCode {
+pub(crate) fn forwarded_status(response: &Value) -> StatusCode {
     match response
         .get("error")
         .and_then(|e| e.get("code"))
@@ -176,7 +176,7 @@ pub fn forwarded_status(response: &Value) -> StatusCode {
 /// The capabilities the broker advertises to clients of `era`, derived from
 /// the child's `InitializeResult.capabilities` (see the module notes). A
 /// non-object input advertises nothing.
-pub fn advertised_capabilities(child_capabilities: &Value, era: Era) -> Value {
+pub(crate) fn advertised_capabilities(child_capabilities: &Value, era: Era) -> Value {
     let mut caps = child_capabilities.as_object().cloned().unwrap_or_default();
     if let Some(resources) = caps.get_mut("resources").and_then(Value::as_object_mut) {
         resources.remove("subscribe");
@@ -202,20 +202,20 @@ pub fn advertised_capabilities(child_capabilities: &Value, era: Era) -> Value {
 
 /// The child's `serverInfo` from its `InitializeResult`, if it sent an
 /// object: what the broker names as server on both eras' results.
-pub fn child_server_info(child_initialize_result: &Value) -> Option<&Value> {
+pub(crate) fn child_server_info(child_initialize_result: &Value) -> Option<&Value> {
     child_initialize_result
         .get("serverInfo")
         .filter(|v| v.is_object())
 }
 
 /// The broker's own `Implementation`, for a child that does not name itself.
-pub fn broker_server_info() -> Value {
+pub(crate) fn broker_server_info() -> Value {
     json!({ "name": "fjmcp-broker", "version": crate::version::VERSION })
 }
 
 /// The `result` of `server/discover`, built from the child's cached
 /// `InitializeResult` (see the module notes).
-pub fn discover_result(child_initialize_result: &Value, server_info: &Value) -> Value {
+pub(crate) fn discover_result(child_initialize_result: &Value, server_info: &Value) -> Value {
     let capabilities = advertised_capabilities(
         child_initialize_result
             .get("capabilities")
@@ -244,20 +244,14 @@ pub fn discover_result(child_initialize_result: &Value, server_info: &Value) -> 
 }
 
 /// The `result` of a 2025-era `initialize`, from the child's cached
-/// `InitializeResult` and the version the client asked for (see the module
-/// notes).
-pub fn legacy_initialize_result(
-    child_initialize_result: &Value,
-    requested_version: Option<&str>,
-) -> Value {
+/// `InitializeResult` and the version negotiated for the session (see
+/// [`super::catalog::negotiate_legacy_version`]).
+pub(crate) fn legacy_initialize_result(child_initialize_result: &Value, negotiated: &str) -> Value {
     let mut result = child_initialize_result
         .as_object()
         .cloned()
         .unwrap_or_default();
-    result.insert(
-        "protocolVersion".into(),
-        Value::from(negotiate_legacy_version(requested_version)),
-    );
+    result.insert("protocolVersion".into(), Value::from(negotiated));
     let capabilities = advertised_capabilities(
         child_initialize_result
             .get("capabilities")
@@ -524,17 +518,10 @@ mod tests {
     }
 
     #[test]
-    fn legacy_initialize_echoes_supported_versions() {
-        for (requested, answered) in [
-            (Some("2025-11-25"), "2025-11-25"),
-            (Some("2025-06-18"), "2025-06-18"),
-            (Some("2025-03-26"), "2025-03-26"),
-            (Some("2024-11-05"), "2025-11-25"),
-            (Some("2026-07-28"), "2025-11-25"),
-            (None, "2025-11-25"),
-        ] {
-            let result = legacy_initialize_result(&child_init(), requested);
-            assert_eq!(result["protocolVersion"], json!(answered), "{requested:?}");
+    fn legacy_initialize_names_the_negotiated_version() {
+        for negotiated in ["2025-11-25", "2025-06-18", "2025-03-26"] {
+            let result = legacy_initialize_result(&child_init(), negotiated);
+            assert_eq!(result["protocolVersion"], json!(negotiated));
             assert_eq!(result["serverInfo"], server_info());
             assert_eq!(result["instructions"], json!("Use the tools."));
             assert_eq!(result["x-unknown"], json!(1));
@@ -543,7 +530,7 @@ mod tests {
                 advertised_capabilities(&child_init()["capabilities"], Era::Legacy)
             );
         }
-        let bare = legacy_initialize_result(&json!({"capabilities": {}}), Some("2025-06-18"));
+        let bare = legacy_initialize_result(&json!({"capabilities": {}}), "2025-06-18");
         assert_eq!(bare["serverInfo"]["name"], json!("fjmcp-broker"));
         assert!(bare.get("instructions").is_none());
     }

@@ -70,53 +70,16 @@
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use super::catalog::{
+    DEFAULT_LEGACY_HEADER_VERSION, LEGACY_VERSIONS, MODERN_VERSION, SUPPORTED_MODERN_VERSIONS,
+    is_modern_era_version,
+};
 use super::headers::{self, RequestHeaders};
 use super::wire::{Incoming, WireError, codes, meta, params_meta};
 
-/// The stateless revision this broker serves.
-pub const MODERN_VERSION: &str = "2026-07-28";
-
-/// Modern revisions this broker implements: what `server/discover` lists and
-/// what -32022 names as `supported`. Only modern ones, so a client never picks
-/// a handshake version for a stateless request.
-pub const SUPPORTED_MODERN_VERSIONS: [&str; 1] = [MODERN_VERSION];
-
-/// 2025-era revisions this broker serves through `initialize`, newest first.
-pub const LEGACY_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
-
-/// The legacy version offered when a client asks for one not in
-/// [`LEGACY_VERSIONS`].
-pub const LATEST_LEGACY_VERSION: &str = LEGACY_VERSIONS[0];
-
-/// The version assumed for legacy traffic without an `MCP-Protocol-Version`
-/// header (the header first appeared in 2025-06-18).
-pub const DEFAULT_LEGACY_HEADER_VERSION: &str = "2025-03-26";
-
-/// Whether `version` is a 2025-era revision this broker serves.
-pub fn is_supported_legacy_version(version: &str) -> bool {
-    LEGACY_VERSIONS.contains(&version)
-}
-
-/// Whether `version` is a modern revision this broker implements.
-pub fn is_supported_modern_version(version: &str) -> bool {
-    SUPPORTED_MODERN_VERSIONS.contains(&version)
-}
-
-/// Whether `version` names the stateless era: a `YYYY-MM-DD` revision on or
-/// after 2026-07-28 (see the module notes).
-pub fn is_modern_era_version(version: &str) -> bool {
-    let b = version.as_bytes();
-    let date_shaped = b.len() == 10
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            _ => c.is_ascii_digit(),
-        });
-    date_shaped && version >= MODERN_VERSION
-}
-
 /// The two eras.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Era {
+pub(crate) enum Era {
     /// `initialize` + `Mcp-Session-Id` (2025-03-26 … 2025-11-25).
     Legacy,
     /// Stateless, per-request `_meta` (2026-07-28).
@@ -126,7 +89,7 @@ pub enum Era {
 /// Why a POST was routed to the legacy path; the legacy path needs it to
 /// decide, e.g., whether a missing session is an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegacyReason {
+pub(crate) enum LegacyReason {
     /// An `initialize` request: start a session.
     Initialize,
     /// Carries `Mcp-Session-Id` and no modern claim.
@@ -142,7 +105,7 @@ pub enum LegacyReason {
 
 /// Where a POST goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// The 2025-era session path.
     Legacy(LegacyReason),
     /// The 2026-07-28 stateless path (a request still has to pass
@@ -151,21 +114,14 @@ pub enum Route {
     Modern,
 }
 
-impl Route {
-    /// The era of this route.
-    pub fn era(self) -> Era {
-        match self {
-            Route::Legacy(_) => Era::Legacy,
-            Route::Modern => Era::Modern,
-        }
-    }
-}
-
 /// Classifies a parsed POST body (see the module notes for the rules).
 /// `Err` is a refusal to send as is: -32600 for a batch with a modern element,
 /// -32602 for a request whose header names the modern era but whose body has
 /// no envelope claim; both HTTP 400.
-pub fn classify(incoming: &Incoming, headers: &RequestHeaders<'_>) -> Result<Route, WireError> {
+pub(crate) fn classify(
+    incoming: &Incoming,
+    headers: &RequestHeaders<'_>,
+) -> Result<Route, WireError> {
     match incoming {
         Incoming::Response(_) => Ok(Route::Legacy(LegacyReason::Response)),
         Incoming::Batch(items) => {
@@ -239,7 +195,7 @@ fn message_of(incoming: &Incoming) -> &Value {
 
 /// Whether a message claims the per-request envelope: its `params._meta` has
 /// the protocol-version key, whatever the value.
-pub fn has_claim(message: &Value) -> bool {
+pub(crate) fn has_claim(message: &Value) -> bool {
     params_meta(message).is_some_and(|m| m.contains_key(meta::PROTOCOL_VERSION))
 }
 
@@ -267,23 +223,10 @@ fn modern_header<'h>(headers: &RequestHeaders<'h>) -> Option<&'h str> {
         .filter(|v| is_modern_era_version(v))
 }
 
-/// The 2025-11-25 task methods, forwarded on 2025-era sessions (the child's
-/// `tasks` capability is advertised to 2025 clients).
-pub const LEGACY_TASK_METHODS: [&str; 4] =
-    ["tasks/get", "tasks/list", "tasks/cancel", "tasks/result"];
-
-/// Whether a 2025-era session forwards `method` to the child: the methods both
-/// eras share, plus the task methods. Anything else is answered -32601 by the
-/// broker, so nothing but a known request reaches a child; `resources/subscribe`
-/// is not among them because the broker cannot route a shared child's updates.
-pub fn is_legacy_forwarded(method: &str) -> bool {
-    super::modern::FORWARDED_METHODS.contains(&method) || LEGACY_TASK_METHODS.contains(&method)
-}
-
 /// The 2025-era `MCP-Protocol-Version` rule for a request after `initialize`:
 /// the version the request says it speaks, or 400 (see the module notes).
 /// `id` is the request's id, for the error body.
-pub fn legacy_header_version(
+pub(crate) fn legacy_header_version(
     header: Option<&[u8]>,
     id: Option<Value>,
 ) -> Result<&'static str, WireError> {
@@ -305,17 +248,9 @@ pub fn legacy_header_version(
     ))
 }
 
-/// The version a legacy `initialize` result names: the client's, when this
-/// broker serves it, else [`LATEST_LEGACY_VERSION`] as a counter-offer.
-pub fn negotiate_legacy_version(requested: Option<&str>) -> &'static str {
-    requested
-        .and_then(|r| LEGACY_VERSIONS.iter().find(|v| **v == r).copied())
-        .unwrap_or(LATEST_LEGACY_VERSION)
-}
-
 /// Transport-level refusals of the 2025-era path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LegacyProblem {
+pub(crate) enum LegacyProblem {
     /// A non-`initialize` request without `Mcp-Session-Id` (2025 transport:
     /// "SHOULD respond … with HTTP 400").
     MissingSession,
@@ -328,9 +263,6 @@ pub enum LegacyProblem {
         /// The header value as sent (lossily decoded), echoed in `data`.
         requested: String,
     },
-    /// A batch on a session whose version no longer allows batches
-    /// (2025-06-18 and later).
-    BatchNotAllowed,
 }
 
 /// The HTTP status and JSON-RPC error for a 2025-era transport refusal.
@@ -338,7 +270,7 @@ pub enum LegacyProblem {
 /// The code is -32600 for all of them: clients act on the HTTP status (a 404
 /// makes them re-initialize), and 2026-07-28 asks new implementations not to
 /// use the legacy `-32000…-32019` codes some SDKs put here.
-pub fn legacy_error(problem: LegacyProblem, id: Option<Value>) -> WireError {
+pub(crate) fn legacy_error(problem: LegacyProblem, id: Option<Value>) -> WireError {
     let (status, message, data) = match problem {
         LegacyProblem::MissingSession => (
             StatusCode::BAD_REQUEST,
@@ -357,11 +289,6 @@ pub fn legacy_error(problem: LegacyProblem, id: Option<Value>) -> WireError {
                 "supported": LEGACY_VERSIONS.iter().chain(SUPPORTED_MODERN_VERSIONS.iter()).collect::<Vec<_>>(),
                 "requested": requested,
             })),
-        ),
-        LegacyProblem::BatchNotAllowed => (
-            StatusCode::BAD_REQUEST,
-            "Bad Request: JSON-RPC batches are not allowed in this protocol version".to_owned(),
-            None,
         ),
     };
     let error = WireError::new(status, codes::INVALID_REQUEST, message).with_id(id);
@@ -420,7 +347,7 @@ mod tests {
             Option<&'a str>,
             Result<Route, i64>,
         );
-        let cases: Vec<Case> = vec![
+        let cases: Vec<Case<'_>> = vec![
             (legacy_init, None, None, Ok(Route::Legacy(Initialize))),
             (legacy_init, m, None, Ok(Route::Legacy(Initialize))),
             (legacy_init, l, s, Ok(Route::Legacy(Initialize))),
@@ -522,37 +449,6 @@ mod tests {
     }
 
     #[test]
-    fn legacy_versions() {
-        assert!(is_supported_legacy_version("2025-06-18"));
-        assert!(!is_supported_legacy_version("2024-11-05"));
-        assert!(!is_supported_legacy_version("2026-07-28"));
-        assert!(is_supported_modern_version("2026-07-28"));
-        assert!(is_modern_era_version("2026-07-28"));
-        assert!(is_modern_era_version("2027-01-01"));
-        assert!(!is_modern_era_version("v999.0.0"));
-        assert!(!is_modern_era_version("garbage"));
-        assert!(!is_modern_era_version("2026-07-28 "));
-        assert!(!is_modern_era_version("2026-7-28"));
-        assert!(!is_modern_era_version("2025-11-25"));
-        assert!(!is_modern_era_version(""));
-        for (requested, answered) in [
-            (Some("2025-11-25"), "2025-11-25"),
-            (Some("2025-06-18"), "2025-06-18"),
-            (Some("2025-03-26"), "2025-03-26"),
-            (Some("2024-11-05"), "2025-11-25"),
-            (Some("2026-07-28"), "2025-11-25"),
-            (Some("1900-01-01"), "2025-11-25"),
-            (None, "2025-11-25"),
-        ] {
-            assert_eq!(
-                negotiate_legacy_version(requested),
-                answered,
-                "{requested:?}"
-            );
-        }
-    }
-
-    #[test]
     fn legacy_header_rule() {
         let ok: &[(Option<&[u8]>, &str)] = &[
             (None, "2025-03-26"),
@@ -577,7 +473,6 @@ mod tests {
         let cases = [
             (LegacyProblem::MissingSession, StatusCode::BAD_REQUEST),
             (LegacyProblem::UnknownSession, StatusCode::NOT_FOUND),
-            (LegacyProblem::BatchNotAllowed, StatusCode::BAD_REQUEST),
             (
                 LegacyProblem::UnsupportedVersionHeader {
                     requested: "x".into(),

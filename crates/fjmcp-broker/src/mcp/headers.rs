@@ -31,14 +31,14 @@ use http::HeaderMap;
 
 /// `MCP-Protocol-Version`: the protocol version of this POST (both eras; in
 /// 2026-07-28 it must equal the body's `_meta` claim).
-pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+pub(crate) const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 /// `Mcp-Method`: mirrors the body's `method` (2026-07-28, all requests).
-pub const METHOD: &str = "mcp-method";
+pub(crate) const METHOD: &str = "mcp-method";
 /// `Mcp-Name`: mirrors `params.name` / `params.uri` (2026-07-28, for
 /// `tools/call`, `prompts/get`, `resources/read`).
-pub const NAME: &str = "mcp-name";
+pub(crate) const NAME: &str = "mcp-name";
 /// `Mcp-Session-Id`: the 2025-era session a request belongs to.
-pub const SESSION_ID: &str = "mcp-session-id";
+pub(crate) const SESSION_ID: &str = "mcp-session-id";
 
 /// Prefix of a Base64-encoded header value.
 const BASE64_PREFIX: &str = "=?base64?";
@@ -48,7 +48,7 @@ const BASE64_SUFFIX: &str = "?=";
 /// The MCP headers of one POST, as raw bytes (`None`: header absent). Plain
 /// data, so the rules can be tested without an HTTP stack.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestHeaders<'a> {
+pub(crate) struct RequestHeaders<'a> {
     /// `MCP-Protocol-Version`.
     pub protocol_version: Option<&'a [u8]>,
     /// `Mcp-Method`.
@@ -62,7 +62,7 @@ pub struct RequestHeaders<'a> {
 impl<'a> RequestHeaders<'a> {
     /// Reads the MCP headers out of an HTTP header map (names are matched
     /// case-insensitively by `http`, as the specification requires).
-    pub fn from_map(map: &'a HeaderMap) -> Self {
+    pub(crate) fn from_map(map: &'a HeaderMap) -> Self {
         let get = |name: &str| map.get(name).map(|v| v.as_bytes());
         Self {
             protocol_version: get(PROTOCOL_VERSION),
@@ -75,7 +75,7 @@ impl<'a> RequestHeaders<'a> {
 
 /// Why a header value could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HeaderValueError {
+pub(crate) enum HeaderValueError {
     /// A byte outside visible ASCII, space and tab.
     #[error("contains characters that are not allowed in a plain header value")]
     InvalidCharacters,
@@ -89,7 +89,7 @@ pub enum HeaderValueError {
 
 /// A plain header value with optional whitespace trimmed, or
 /// [`HeaderValueError::InvalidCharacters`].
-pub fn plain_value(raw: &[u8]) -> Result<&str, HeaderValueError> {
+pub(crate) fn plain_value(raw: &[u8]) -> Result<&str, HeaderValueError> {
     let trimmed = trim_ows(raw);
     if !trimmed
         .iter()
@@ -104,7 +104,7 @@ pub fn plain_value(raw: &[u8]) -> Result<&str, HeaderValueError> {
 /// The value of a header that may use the Base64 sentinel (`Mcp-Name`,
 /// `Mcp-Param-*`): trimmed, checked, and decoded when it is wrapped in
 /// `=?base64?…?=`.
-pub fn decode_mcp_value(raw: &[u8]) -> Result<String, HeaderValueError> {
+pub(crate) fn decode_mcp_value(raw: &[u8]) -> Result<String, HeaderValueError> {
     let plain = plain_value(raw)?;
     let encoded = plain
         .strip_prefix(BASE64_PREFIX)

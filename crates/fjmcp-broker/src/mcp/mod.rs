@@ -1,9 +1,12 @@
 //! The MCP front: everything the broker knows about the wire formats of both
-//! protocol eras on its single `/mcp` endpoint.
+//! protocol eras on its single `/mcp` endpoint, and the handlers that serve it.
 //!
-//! This part is pure (no HTTP framework, no I/O): functions from a body and
-//! a few header values to a decision, and from a child's JSON to the JSON a
-//! client gets. The HTTP handler does the I/O around it:
+//! Two layers. The wire modules (`wire`, `catalog`, `era`, `headers`,
+//! `modern`, `decorate`, `subscriptions`) are pure: no HTTP framework, no I/O,
+//! functions from a body and a few header values to a decision, and from a
+//! child's JSON to the JSON a client gets. The handlers (`endpoint`, with
+//! `error` for the one mapping of failures to answers, `sse`, `streams` and
+//! `cancellations`) do the I/O around them:
 //!
 //! ```text
 //! bytes ─ wire::parse_body ─▶ Incoming ─ era::classify ─▶ Route
@@ -15,7 +18,7 @@
 //!       Forward  → modern::strip_modern_meta → child → decorate::decorate_result
 //!                  (status from decorate::forwarded_status)
 //!   Route::Modern, notification → 202, dropped
-//! any Err(WireError) → (err.status, err.body())
+//! any Err(WireError) → McpError::Wire → (err.status, err.body())
 //! ```
 //!
 //! Messages stay raw [`serde_json::Value`]s throughout, so fields this broker
@@ -28,17 +31,18 @@
 // in every rule.
 #![allow(clippy::result_large_err)]
 
-pub mod decorate;
-pub mod endpoint;
-pub mod era;
-pub mod headers;
-pub mod modern;
-pub mod screen;
+mod cancellations;
+mod catalog;
+mod decorate;
+mod endpoint;
+mod era;
+mod error;
+mod headers;
+mod modern;
 mod sse;
-pub mod subscriptions;
-pub mod wire;
+mod streams;
+mod subscriptions;
+mod wire;
 
-pub use era::{Era, LegacyReason, Route, classify};
-pub use headers::RequestHeaders;
-pub use modern::{ModernAction, ModernRequest, strip_modern_meta, validate_modern};
-pub use wire::{Incoming, WireError, error_response, parse_body};
+pub(crate) use endpoint::{McpState, delete_mcp, get_mcp, post_mcp};
+pub(crate) use wire::{codes, error_response};

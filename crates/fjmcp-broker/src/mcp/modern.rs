@@ -91,46 +91,22 @@
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::era::{SUPPORTED_MODERN_VERSIONS, is_supported_modern_version};
+use super::catalog::{
+    DISCOVER, FORWARDED_METHODS, LISTEN, REMOVED_METHODS, SUPPORTED_MODERN_VERSIONS,
+    is_supported_modern_version,
+};
 use super::headers::{self, RequestHeaders};
 use super::wire::{RpcRequest, WireError, codes, meta};
 
-/// Requests forwarded to the child.
-pub const FORWARDED_METHODS: [&str; 8] = [
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-];
-
-/// `server/discover`: answered from the child's cached `initialize` result.
-pub const DISCOVER: &str = "server/discover";
-/// `subscriptions/listen`: answered by the broker with a notification stream.
-pub const LISTEN: &str = "subscriptions/listen";
-
-/// 2025-era requests that 2026-07-28 removed; named in the 404 message so a
-/// confused client learns why.
-pub const REMOVED_METHODS: [&str; 5] = [
-    "initialize",
-    "ping",
-    "logging/setLevel",
-    "resources/subscribe",
-    "resources/unsubscribe",
-];
-
 /// `_meta` keys removed before a modern request goes to the child (see the
 /// module notes).
-pub const STRIPPED_META_KEYS: [&str; 3] =
+pub(crate) const STRIPPED_META_KEYS: [&str; 3] =
     [meta::PROTOCOL_VERSION, meta::CLIENT_INFO, meta::LOG_LEVEL];
 
 /// The syslog severities of `notifications/message` (RFC 5424), least severe
 /// first so that the derived order is the filter order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum LogLevel {
+pub(crate) enum LogLevel {
     /// `debug`.
     Debug,
     /// `info`.
@@ -151,7 +127,7 @@ pub enum LogLevel {
 
 impl LogLevel {
     /// Every level, least severe first.
-    pub const ALL: [LogLevel; 8] = [
+    pub(crate) const ALL: [LogLevel; 8] = [
         LogLevel::Debug,
         LogLevel::Info,
         LogLevel::Notice,
@@ -163,7 +139,7 @@ impl LogLevel {
     ];
 
     /// The wire name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LogLevel::Debug => "debug",
             LogLevel::Info => "info",
@@ -177,14 +153,14 @@ impl LogLevel {
     }
 
     /// Parses a wire name (case-sensitive, as the schema's string union is).
-    pub fn parse(name: &str) -> Option<Self> {
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|l| l.as_str() == name)
     }
 }
 
 /// What the broker does with a valid modern request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModernAction {
+pub(crate) enum ModernAction {
     /// Answer `server/discover` locally.
     Discover,
     /// Open a `subscriptions/listen` stream locally.
@@ -195,7 +171,7 @@ pub enum ModernAction {
 
 /// A 2026-07-28 request that passed [`validate_modern`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModernRequest {
+pub(crate) struct ModernRequest {
     /// The request id, echoed on the response.
     pub id: Value,
     /// The method.
@@ -208,7 +184,7 @@ pub struct ModernRequest {
 }
 
 /// The body field `Mcp-Name` mirrors for `method`, if any.
-pub fn mcp_name_source(method: &str) -> Option<&'static str> {
+pub(crate) fn mcp_name_source(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
@@ -219,7 +195,7 @@ pub fn mcp_name_source(method: &str) -> Option<&'static str> {
 /// Runs the 2026-07-28 ladder on a request the classifier routed to the
 /// modern path (see the module notes for the order). Every error carries the
 /// request id.
-pub fn validate_modern(
+pub(crate) fn validate_modern(
     request: &RpcRequest,
     headers: &RequestHeaders<'_>,
 ) -> Result<ModernRequest, WireError> {
@@ -386,7 +362,7 @@ fn quote(value: &str) -> String {
 const QUOTE_MAX_CHARS: usize = 100;
 
 /// 404 / -32601 for a method 2026-07-28 (or this broker) does not serve.
-pub fn method_not_found(id: &Value, method: &str) -> WireError {
+pub(crate) fn method_not_found(id: &Value, method: &str) -> WireError {
     let message = if REMOVED_METHODS.contains(&method) {
         format!(
             "Method not found: {method} does not exist in protocol version 2026-07-28 (this \
@@ -404,7 +380,7 @@ pub fn method_not_found(id: &Value, method: &str) -> WireError {
 /// [`STRIPPED_META_KEYS`] removed from `params._meta`, `_meta` removed if it
 /// is (then) empty, everything else (the id included) as it was. A message
 /// without an object `params._meta` is returned unchanged.
-pub fn strip_modern_meta(mut request: Value) -> Value {
+pub(crate) fn strip_modern_meta(mut request: Value) -> Value {
     let Some(params) = request.get_mut("params").and_then(Value::as_object_mut) else {
         return request;
     };

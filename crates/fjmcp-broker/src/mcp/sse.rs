@@ -12,17 +12,18 @@ use http::{HeaderValue, header};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// How often an idle stream gets a comment, so proxies keep it open.
-pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// One SSE event carrying a JSON-RPC message.
-pub fn event(message: &Value) -> Bytes {
+pub(crate) fn event(message: &Value) -> Bytes {
     Bytes::from(format!("event: message\ndata: {message}\n\n"))
 }
 
 /// An SSE comment, ignored by clients.
-pub fn comment() -> Bytes {
+pub(crate) fn comment() -> Bytes {
     Bytes::from_static(b": keep-alive\n\n")
 }
 
@@ -48,14 +49,15 @@ impl Drop for EventStream {
     }
 }
 
-/// Starts `produce` and answers with the events it sends.
-pub fn respond<F, Fut>(produce: F) -> Response
+/// Starts `produce` (owned by `tasks`, so shutdown waits for it) and answers
+/// with the events it sends.
+pub(crate) fn respond<F, Fut>(tasks: &TaskTracker, produce: F) -> Response
 where
     F: FnOnce(mpsc::Sender<Bytes>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(32);
-    let producer = tokio::spawn(produce(tx));
+    let producer = tasks.spawn(produce(tx));
     let mut response = Response::new(Body::from_stream(EventStream {
         events: rx,
         producer,
@@ -73,13 +75,13 @@ where
 
 /// What the client's `Accept` header allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Accepts {
+pub(crate) struct Accepts {
     pub json: bool,
     pub sse: bool,
 }
 
 impl Accepts {
-    pub fn of(headers: &http::HeaderMap) -> Accepts {
+    pub(crate) fn of(headers: &http::HeaderMap) -> Accepts {
         let mut accepts = Accepts {
             json: false,
             sse: false,
@@ -121,7 +123,7 @@ impl Accepts {
 
     /// Stream when the client only takes streams, or when there is something to
     /// stream before the answer (progress) and the client takes streams.
-    pub fn stream(self, has_progress: bool) -> bool {
+    pub(crate) fn stream(self, has_progress: bool) -> bool {
         self.sse && (!self.json || has_progress)
     }
 }

@@ -28,11 +28,11 @@ use serde_json::{Map, Value, json};
 use super::wire::{RpcRequest, meta, notification, result_response};
 
 /// The acknowledgment's method.
-pub const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+pub(crate) const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 
 /// A list whose changes a listen stream can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ListKind {
+pub(crate) enum ListKind {
     /// `tools/list`.
     Tools,
     /// `prompts/list`.
@@ -43,10 +43,10 @@ pub enum ListKind {
 
 impl ListKind {
     /// All kinds.
-    pub const ALL: [ListKind; 3] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources];
+    pub(crate) const ALL: [ListKind; 3] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources];
 
     /// The notification a server sends when this list changes.
-    pub fn notification_method(self) -> &'static str {
+    pub(crate) fn notification_method(self) -> &'static str {
         match self {
             ListKind::Tools => "notifications/tools/list_changed",
             ListKind::Prompts => "notifications/prompts/list_changed",
@@ -55,7 +55,7 @@ impl ListKind {
     }
 
     /// The `SubscriptionFilter` flag that asks for it.
-    pub fn filter_flag(self) -> &'static str {
+    pub(crate) fn filter_flag(self) -> &'static str {
         match self {
             ListKind::Tools => "toolsListChanged",
             ListKind::Prompts => "promptsListChanged",
@@ -64,7 +64,7 @@ impl ListKind {
     }
 
     /// The server capability whose `listChanged` advertises it.
-    pub fn capability(self) -> &'static str {
+    pub(crate) fn capability(self) -> &'static str {
         match self {
             ListKind::Tools => "tools",
             ListKind::Prompts => "prompts",
@@ -73,7 +73,7 @@ impl ListKind {
     }
 
     /// The kind a child notification method announces, if it is a list change.
-    pub fn of_notification(method: &str) -> Option<Self> {
+    pub(crate) fn of_notification(method: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
             .find(|k| k.notification_method() == method)
@@ -82,7 +82,7 @@ impl ListKind {
 
 /// The set of list changes a listen stream delivers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SubscriptionFilter {
+pub(crate) struct SubscriptionFilter {
     /// Deliver `notifications/tools/list_changed`.
     pub tools_list_changed: bool,
     /// Deliver `notifications/prompts/list_changed`.
@@ -93,7 +93,7 @@ pub struct SubscriptionFilter {
 
 impl SubscriptionFilter {
     /// Whether `kind` is in the set.
-    pub fn contains(&self, kind: ListKind) -> bool {
+    pub(crate) fn contains(&self, kind: ListKind) -> bool {
         match kind {
             ListKind::Tools => self.tools_list_changed,
             ListKind::Prompts => self.prompts_list_changed,
@@ -102,18 +102,13 @@ impl SubscriptionFilter {
     }
 
     /// Whether a child notification with this method belongs on the stream.
-    pub fn accepts(&self, method: &str) -> bool {
+    pub(crate) fn accepts(&self, method: &str) -> bool {
         ListKind::of_notification(method).is_some_and(|k| self.contains(k))
-    }
-
-    /// Whether the stream delivers nothing.
-    pub fn is_empty(&self) -> bool {
-        !ListKind::ALL.into_iter().any(|k| self.contains(k))
     }
 
     /// What a listen request's `params.notifications` asks for (lenient; see
     /// the module notes).
-    pub fn requested(listen_params: Option<&Map<String, Value>>) -> Self {
+    pub(crate) fn requested(listen_params: Option<&Map<String, Value>>) -> Self {
         let filter = listen_params
             .and_then(|p| p.get("notifications"))
             .and_then(Value::as_object);
@@ -124,7 +119,7 @@ impl SubscriptionFilter {
 
     /// What the child can announce: the primitives whose capability has
     /// `listChanged: true`.
-    pub fn supported_by(child_capabilities: &Value) -> Self {
+    pub(crate) fn supported_by(child_capabilities: &Value) -> Self {
         Self::from_fn(|kind| {
             child_capabilities
                 .get(kind.capability())
@@ -134,12 +129,12 @@ impl SubscriptionFilter {
     }
 
     /// Both sets at once.
-    pub fn intersect(self, other: Self) -> Self {
+    pub(crate) fn intersect(self, other: Self) -> Self {
         Self::from_fn(|kind| self.contains(kind) && other.contains(kind))
     }
 
     /// The filter as a `SubscriptionFilter` object (only `true` flags).
-    pub fn to_json(self) -> Value {
+    pub(crate) fn to_json(self) -> Value {
         let mut object = Map::new();
         for kind in ListKind::ALL {
             if self.contains(kind) {
@@ -163,7 +158,7 @@ impl SubscriptionFilter {
 /// and the `notifications/subscriptions/acknowledged` to send as its first
 /// message. `child_capabilities` is the child's
 /// `InitializeResult.capabilities`.
-pub fn ack_subscription(
+pub(crate) fn ack_subscription(
     listen: &RpcRequest,
     child_capabilities: &Value,
 ) -> (SubscriptionFilter, Value) {
@@ -183,7 +178,7 @@ pub fn ack_subscription(
 /// `params._meta["io.modelcontextprotocol/subscriptionId"]` set, every other
 /// field kept. Non-object `params` (malformed for a notification) is replaced,
 /// since the tag is mandatory on the stream.
-pub fn tag_for_subscription(mut notification: Value, subscription_id: &Value) -> Value {
+pub(crate) fn tag_for_subscription(mut notification: Value, subscription_id: &Value) -> Value {
     let Some(object) = notification.as_object_mut() else {
         return notification;
     };
@@ -211,7 +206,7 @@ pub fn tag_for_subscription(mut notification: Value, subscription_id: &Value) ->
 /// The response that ends a listen stream gracefully (e.g. at shutdown):
 /// `{resultType: "complete", _meta: {subscriptionId}}`, answering the listen
 /// request's id. `server_info` is added to `_meta` when it is an object.
-pub fn subscription_closed(subscription_id: &Value, server_info: &Value) -> Value {
+pub(crate) fn subscription_closed(subscription_id: &Value, server_info: &Value) -> Value {
     let mut meta_map = Map::new();
     meta_map.insert(meta::SUBSCRIPTION_ID.into(), subscription_id.clone());
     if server_info.is_object() {
@@ -276,7 +271,7 @@ mod tests {
                 json!({}),
             ),
             (json!({}), all_caps.clone(), json!({})),
-            (json!(null), all_caps.clone(), json!({})),
+            (json!(null), all_caps, json!({})),
             (
                 json!({"toolsListChanged": true, "promptsListChanged": true}),
                 json!({"tools": {"listChanged": true}, "prompts": {}}),
@@ -329,8 +324,6 @@ mod tests {
         assert!(!filter.accepts("notifications/resources/list_changed"));
         assert!(!filter.accepts("notifications/resources/updated"));
         assert!(!filter.accepts("notifications/message"));
-        assert!(!filter.is_empty());
-        assert!(SubscriptionFilter::default().is_empty());
         for kind in ListKind::ALL {
             assert_eq!(
                 ListKind::of_notification(kind.notification_method()),

@@ -34,56 +34,51 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 /// The only JSON-RPC version there is; every message must say so.
-pub const JSONRPC_VERSION: &str = "2.0";
+pub(crate) const JSONRPC_VERSION: &str = "2.0";
 
 /// Reserved `_meta` keys (2026-07-28 `basic/index.mdx`, table "Reserved keys").
-pub mod meta {
+pub(crate) mod meta {
     /// Protocol version of one 2026-07-28 request; its presence is the
     /// "envelope claim" that classifies a request as modern.
-    pub const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+    pub(crate) const PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
     /// The client's capabilities for one request (required on modern requests).
-    pub const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    pub(crate) const CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
     /// The client's self-reported identity (optional, display only).
-    pub const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+    pub(crate) const CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
     /// The least severe log level the client wants for one request (optional).
-    pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+    pub(crate) const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
     /// The server's self-reported identity, on every result.
-    pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+    pub(crate) const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
     /// The id of the `subscriptions/listen` request a notification belongs to.
-    pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
-    /// Opts a request into progress notifications (both eras).
-    pub const PROGRESS_TOKEN: &str = "progressToken";
+    pub(crate) const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 }
 
 /// JSON-RPC error codes this module emits or translates.
-pub mod codes {
+pub(crate) mod codes {
     /// The body is not JSON.
-    pub const PARSE_ERROR: i64 = -32700;
+    pub(crate) const PARSE_ERROR: i64 = -32700;
     /// The body is JSON but not a valid JSON-RPC message.
-    pub const INVALID_REQUEST: i64 = -32600;
+    pub(crate) const INVALID_REQUEST: i64 = -32600;
     /// The method does not exist in the revision the request speaks.
-    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
     /// Malformed params, including a malformed 2026-07-28 `_meta` envelope and
     /// (since SEP-2164) an unknown resource.
-    pub const INVALID_PARAMS: i64 = -32602;
+    pub(crate) const INVALID_PARAMS: i64 = -32602;
     /// A failure inside the server.
-    pub const INTERNAL_ERROR: i64 = -32603;
+    pub(crate) const INTERNAL_ERROR: i64 = -32603;
     /// SEP-2243: HTTP headers missing, malformed or disagreeing with the body.
-    pub const HEADER_MISMATCH: i64 = -32020;
+    pub(crate) const HEADER_MISMATCH: i64 = -32020;
     /// A request needs a client capability the request did not declare.
-    pub const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
+    pub(crate) const MISSING_REQUIRED_CLIENT_CAPABILITY: i64 = -32021;
     /// The request's protocol version is not one this server implements.
-    pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+    pub(crate) const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
     /// Resource not found in 2025-era revisions; 2026-07-28 servers MUST NOT
     /// emit it (replaced by [`INVALID_PARAMS`]).
-    pub const LEGACY_RESOURCE_NOT_FOUND: i64 = -32002;
-    /// URL elicitation required (2025-11-25 only); 2026-07-28 servers MUST NOT
-    /// emit it.
-    pub const LEGACY_URL_ELICITATION_REQUIRED: i64 = -32042;
+    pub(crate) const LEGACY_RESOURCE_NOT_FOUND: i64 = -32002;
     /// The sub-range the MCP specification reserves for its own codes; a
     /// server MUST NOT emit a code from it that the specification does not
     /// define.
-    pub const SPEC_RESERVED: std::ops::RangeInclusive<i64> = -32099..=-32020;
+    pub(crate) const SPEC_RESERVED: std::ops::RangeInclusive<i64> = -32099..=-32020;
 }
 
 /// A protocol-level refusal: the HTTP status to answer with and the JSON-RPC
@@ -92,7 +87,7 @@ pub mod codes {
 /// `(err.status, Json(err.body()))`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("HTTP {status}, JSON-RPC error {code}: {message}")]
-pub struct WireError {
+pub(crate) struct WireError {
     /// The HTTP status: 400 for malformed requests, header and version
     /// problems, 404 for unknown methods (2026-07-28 requires both).
     pub status: StatusCode,
@@ -110,7 +105,7 @@ pub struct WireError {
 
 impl WireError {
     /// An error without id or data.
-    pub fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
         Self {
             status,
             id: None,
@@ -122,25 +117,25 @@ impl WireError {
 
     /// The same error, answering the request with this id.
     #[must_use]
-    pub fn with_id(mut self, id: Option<Value>) -> Self {
+    pub(crate) fn with_id(mut self, id: Option<Value>) -> Self {
         self.id = id;
         self
     }
 
     /// The same error, with `data`.
     #[must_use]
-    pub fn with_data(mut self, data: Value) -> Self {
+    pub(crate) fn with_data(mut self, data: Value) -> Self {
         self.data = Some(data);
         self
     }
 
     /// The JSON-RPC error response to send as the HTTP body.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         error_response(self.id.clone(), self.code, &self.message, self.data.clone())
     }
 
     /// 400 with -32700: the body is not JSON.
-    pub fn parse_error(detail: &str) -> Self {
+    pub(crate) fn parse_error(detail: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             codes::PARSE_ERROR,
@@ -149,7 +144,7 @@ impl WireError {
     }
 
     /// 400 with -32600: JSON, but not a JSON-RPC message MCP accepts.
-    pub fn invalid_request(id: Option<Value>, detail: &str) -> Self {
+    pub(crate) fn invalid_request(id: Option<Value>, detail: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             codes::INVALID_REQUEST,
@@ -161,7 +156,12 @@ impl WireError {
 
 /// A JSON-RPC error response. `id: None` omits the member (see the module
 /// notes for why never `null`); `data: None` omits `data`.
-pub fn error_response(id: Option<Value>, code: i64, message: &str, data: Option<Value>) -> Value {
+pub(crate) fn error_response(
+    id: Option<Value>,
+    code: i64,
+    message: &str,
+    data: Option<Value>,
+) -> Value {
     let mut error = Map::new();
     error.insert("code".into(), Value::from(code));
     error.insert("message".into(), Value::from(message));
@@ -178,18 +178,18 @@ pub fn error_response(id: Option<Value>, code: i64, message: &str, data: Option<
 }
 
 /// A JSON-RPC success response carrying `result` for the request `id`.
-pub fn result_response(id: Value, result: Value) -> Value {
+pub(crate) fn result_response(id: Value, result: Value) -> Value {
     json!({ "jsonrpc": JSONRPC_VERSION, "id": id, "result": result })
 }
 
 /// A JSON-RPC notification.
-pub fn notification(method: &str, params: Value) -> Value {
+pub(crate) fn notification(method: &str, params: Value) -> Value {
     json!({ "jsonrpc": JSONRPC_VERSION, "method": method, "params": params })
 }
 
 /// A request: it has a `method` and an `id` and expects exactly one response.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcRequest {
+pub(crate) struct RpcRequest {
     /// The request id (a string or a number), echoed on the response.
     pub id: Value,
     /// The method name.
@@ -200,19 +200,19 @@ pub struct RpcRequest {
 
 impl RpcRequest {
     /// `params`, when present (always an object: the parser refuses others).
-    pub fn params(&self) -> Option<&Map<String, Value>> {
+    pub(crate) fn params(&self) -> Option<&Map<String, Value>> {
         self.message.get("params").and_then(Value::as_object)
     }
 
     /// `params._meta`, when present and an object.
-    pub fn meta(&self) -> Option<&Map<String, Value>> {
+    pub(crate) fn meta(&self) -> Option<&Map<String, Value>> {
         params_meta(&self.message)
     }
 }
 
 /// A notification: a `method` without an `id`; nobody answers it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcNotification {
+pub(crate) struct RpcNotification {
     /// The method name.
     pub method: String,
     /// The whole message as received.
@@ -222,7 +222,7 @@ pub struct RpcNotification {
 /// A response posted by a 2025-era client (the answer to a request the
 /// server sent it over the session).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcResponse {
+pub(crate) struct RpcResponse {
     /// The id of the request answered; `None` for an error response whose id
     /// the client could not determine.
     pub id: Option<Value>,
@@ -232,7 +232,7 @@ pub struct RpcResponse {
 
 /// One parsed HTTP POST body.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A single request.
     Request(RpcRequest),
     /// A single notification.
@@ -244,23 +244,12 @@ pub enum Incoming {
     Batch(Vec<Incoming>),
 }
 
-impl Incoming {
-    /// The id to put on an error answering this body: the request's id, or
-    /// none for anything else.
-    pub fn request_id(&self) -> Option<Value> {
-        match self {
-            Incoming::Request(r) => Some(r.id.clone()),
-            _ => None,
-        }
-    }
-}
-
 /// Parses an HTTP POST body into a JSON-RPC message or batch.
 ///
 /// Not JSON (including an empty body) is -32700; JSON that is not a JSON-RPC
 /// 2.0 request, notification, response or a non-empty array of them is
 /// -32600. Both are HTTP 400.
-pub fn parse_body(bytes: &[u8]) -> Result<Incoming, WireError> {
+pub(crate) fn parse_body(bytes: &[u8]) -> Result<Incoming, WireError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         // serde's messages name the position, never the content: safe to show.
         WireError::parse_error(&e.to_string())
@@ -289,7 +278,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<Incoming, WireError> {
 /// Classifies one JSON value as a request, notification or response, or
 /// refuses it with -32600 (HTTP 400). Arrays are refused: batches are
 /// [`parse_body`]'s business.
-pub fn parse_message(value: Value) -> Result<Incoming, WireError> {
+pub(crate) fn parse_message(value: Value) -> Result<Incoming, WireError> {
     let Some(object) = value.as_object() else {
         return Err(WireError::invalid_request(
             None,
@@ -374,7 +363,7 @@ fn is_valid_id(id: &Value) -> bool {
 }
 
 /// `params._meta` of a message, when both are objects.
-pub fn params_meta(message: &Value) -> Option<&Map<String, Value>> {
+pub(crate) fn params_meta(message: &Value) -> Option<&Map<String, Value>> {
     message.get("params")?.get("_meta")?.as_object()
 }
 

@@ -5,6 +5,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::StatusCode;
 
+use super::OAuthState;
 use super::clients::{self, Lookup};
 use super::metadata::MCP_SCOPE;
 use super::pages::{error_page, protect};
@@ -13,13 +14,15 @@ use super::redirect_uri;
 use super::resource::is_mcp_resource;
 use super::response::ClientRedirect;
 use crate::crypto::{hash_secret, mint_secret, pkce_pair, verifier_is_well_formed};
-use crate::http::AppState;
 use crate::store::NewPendingAuthorization;
 
 /// How long a user has to get through Forgejo's login and the consent page.
-pub const PENDING_LIFETIME_SECONDS: i64 = 600;
+pub(crate) const PENDING_LIFETIME_SECONDS: i64 = 600;
 
-pub async fn authorize(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn authorize(
+    State(state): State<OAuthState>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(params) => params,
         Err(why) => {

@@ -2,26 +2,38 @@
 //!
 //! Runs before any protocol logic, so a client without a valid token always
 //! gets 401 with the resource-metadata pointer and starts OAuth, instead of a
-//! protocol error it might mistake for an era mismatch.
+//! protocol error it might mistake for an era mismatch. The challenge is built
+//! here only: `/mcp` uses [`invalid_token`] when a user's Forgejo authorization
+//! ends.
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, header};
 
+use super::errors::OAuthError;
 use super::metadata::MCP_SCOPE;
 use super::resource::is_mcp_resource;
+use crate::config::{Config, PublicUrl};
 use crate::crypto::hash_secret;
-use crate::http::AppState;
+use crate::store::Store;
+
+/// What the bearer check needs.
+#[derive(Debug, Clone)]
+pub(crate) struct BearerState {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Store,
+}
 
 /// The authenticated caller, placed in the request's extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
+pub(crate) struct Principal {
     pub grant_id: String,
     pub client_id: String,
     /// The Forgejo user (their numeric id as text): the key of their child.
     pub user_id: String,
-    pub scopes: String,
 }
 
 /// Why a request was refused, as the `WWW-Authenticate` challenge says.
@@ -35,8 +47,8 @@ enum Refusal {
 }
 
 /// Axum middleware: authenticates the bearer token or answers 401.
-pub async fn require_bearer(
-    State(state): State<AppState>,
+pub(crate) async fn require_bearer(
+    State(state): State<BearerState>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -52,13 +64,13 @@ pub async fn require_bearer(
             // stays usable (an unread body would force the server to close it).
             let limit = state.config.http.max_body_bytes;
             let _ = axum::body::to_bytes(request.into_body(), limit).await;
-            challenge(&state, refusal)
+            refuse(&state.config.public_url, refusal)
         }
     }
 }
 
 async fn authenticate(
-    state: &AppState,
+    state: &BearerState,
     authorization: Option<&HeaderValue>,
 ) -> Result<Principal, Refusal> {
     let Some(value) = authorization else {
@@ -99,40 +111,42 @@ async fn authenticate(
         grant_id: grant.grant_id,
         client_id: grant.client_id,
         user_id: grant.user_id,
-        scopes: grant.scopes,
     })
 }
 
-fn challenge(state: &AppState, refusal: Refusal) -> Response {
-    let metadata = state
-        .config
-        .public_url
-        .join("/.well-known/oauth-protected-resource/mcp");
-    let (value, description) = match refusal {
+fn refuse(public_url: &PublicUrl, refusal: Refusal) -> Response {
+    match refusal {
         Refusal::StoreUnavailable => {
-            return crate::http::json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the broker cannot check tokens right now",
-            );
+            OAuthError::temporarily_unavailable("the broker cannot check tokens right now")
+                .into_response()
         }
-        Refusal::NoToken => (
-            format!("Bearer resource_metadata=\"{metadata}\", scope=\"{MCP_SCOPE}\""),
-            "authorization required",
-        ),
-        Refusal::InvalidToken(why) => (
-            format!(
-                "Bearer resource_metadata=\"{metadata}\", scope=\"{MCP_SCOPE}\", error=\"invalid_token\", error_description=\"{why}\""
-            ),
-            why,
-        ),
-    };
-    let mut response =
-        crate::http::json_error(StatusCode::UNAUTHORIZED, "invalid_token", description);
+        Refusal::NoToken => challenge(public_url, None, "authorization required"),
+        Refusal::InvalidToken(why) => invalid_token(public_url, why),
+    }
+}
+
+/// 401 `invalid_token` with the challenge that points the client at the
+/// resource metadata, so it runs OAuth again. `why` is client-facing.
+pub(crate) fn invalid_token(public_url: &PublicUrl, why: &str) -> Response {
+    challenge(public_url, Some(why), why)
+}
+
+/// The one builder of the `WWW-Authenticate: Bearer …` challenge (RFC 6750 §3,
+/// RFC 9728 §5.1): `error="invalid_token"` only when a token was presented.
+fn challenge(public_url: &PublicUrl, invalid: Option<&str>, description: &str) -> Response {
+    let metadata = public_url.join("/.well-known/oauth-protected-resource/mcp");
+    let mut value = format!("Bearer resource_metadata=\"{metadata}\", scope=\"{MCP_SCOPE}\"");
+    if let Some(why) = invalid {
+        // Descriptions are fixed texts of this broker: no quotes to escape.
+        value.push_str(&format!(
+            ", error=\"invalid_token\", error_description=\"{why}\""
+        ));
+    }
+    let mut response = OAuthError::invalid_token(description).into_response();
     if let Ok(value) = HeaderValue::from_str(&value) {
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, value);
     }
-    response.into_response()
+    response
 }

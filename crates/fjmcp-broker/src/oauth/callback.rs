@@ -6,15 +6,18 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
+use super::OAuthState;
 use super::consent::{issue_code, reply_for};
 use super::pages::{ConsentView, consent_page, error_page};
 use super::params::Params;
 use super::redirect_uri;
 use crate::crypto::{hash_secret, mint_secret};
-use crate::http::AppState;
 use crate::store::{AuditEvent, PendingAuthorization};
 
-pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+pub(crate) async fn callback(
+    State(state): State<OAuthState>,
+    RawQuery(query): RawQuery,
+) -> Response {
     let params = match Params::parse(query.unwrap_or_default().as_bytes()) {
         Ok(params) => params,
         Err(why) => return error_page(StatusCode::BAD_REQUEST, "Invalid sign-in response", &why),
@@ -58,7 +61,7 @@ pub async fn callback(State(state): State<AppState>, RawQuery(query): RawQuery) 
 }
 
 async fn complete(
-    state: &AppState,
+    state: &OAuthState,
     params: &Params,
     pending: &PendingAuthorization,
 ) -> Result<Response, Response> {

@@ -49,11 +49,11 @@ use super::redirect_uri::is_uri_char;
 use super::registration::{ClientMetadata, TokenEndpointAuthMethod, validate_registration};
 
 /// Longest client ID URL accepted, in bytes.
-pub const MAX_CLIENT_ID_URL_LEN: usize = 2000;
+pub(crate) const MAX_CLIENT_ID_URL_LEN: usize = 2000;
 /// Cache lifetime when the response says nothing.
-pub const DEFAULT_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
 /// Longest cache lifetime honoured.
-pub const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Whether `client_id` has the form of a client ID metadata document URL:
 /// `https`, a host, a path other than `/`, no userinfo, no fragment, no dot
@@ -61,7 +61,8 @@ pub const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// normalized form (so `HTTPS://…`, `https://example.com:443/…` and
 /// `/a/../b` are not). A query is allowed (the draft says SHOULD NOT, not
 /// MUST NOT).
-pub fn is_metadata_document_url(client_id: &str) -> bool {
+#[cfg(test)]
+fn is_metadata_document_url(client_id: &str) -> bool {
     parse_document_url(client_id).is_some_and(|url| url.scheme() == "https")
 }
 
@@ -181,10 +182,6 @@ impl MetadataFetcher {
             .build()
             .expect("the HTTP client for client metadata documents could not be built");
         MetadataFetcher { policy, http }
-    }
-
-    pub fn policy(&self) -> &FetchPolicy {
-        &self.policy
     }
 
     /// Whether this fetcher would try `client_id` at all: what
@@ -319,7 +316,7 @@ fn parse_document(client_id: &str, url: &Url, body: &[u8]) -> Result<ClientMetad
 /// (the smallest, if several), zero for `no-store` or `no-cache` or a
 /// malformed `max-age`, one hour when there is no `max-age`; clamped to
 /// [0, 24 h]. `s-maxage` and `Expires` are ignored.
-pub fn cache_lifetime(headers: &HeaderMap) -> Duration {
+pub(crate) fn cache_lifetime(headers: &HeaderMap) -> Duration {
     let mut max_age: Option<u64> = None;
     for value in headers.get_all(CACHE_CONTROL) {
         let Ok(text) = value.to_str() else {
@@ -364,7 +361,7 @@ pub fn cache_lifetime(headers: &HeaderMap) -> Duration {
 /// besides, IPv4-mapped `::ffff:a.b.c.d` and NAT64 `64:ff9b::a.b.c.d` are
 /// judged by their IPv4 address. Everything else (`::`, `::1`, fc00::/7,
 /// fe80::/10, fec0::/10, ff00::/8, 64:ff9b:1::/48, 100::/64, …) is refused.
-pub fn is_public_address(ip: IpAddr) -> bool {
+pub(crate) fn is_public_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => is_public_v6(v6),

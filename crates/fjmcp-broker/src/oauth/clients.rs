@@ -1,22 +1,21 @@
 //! Finding and authenticating OAuth clients: registered ones from the store,
 //! and client ID metadata documents fetched (safely) and cached in the store.
 
-use std::time::Duration;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::{HeaderMap, header};
 
+use super::OAuthState;
 use super::client_metadata::FetchedClient;
 use super::errors::OAuthError;
 use super::params::Params;
 use super::registration::TokenEndpointAuthMethod;
+use crate::clock::seconds;
 use crate::crypto::{constant_time_eq, hash_secret};
-use crate::http::AppState;
 use crate::store::{ClientKind, ClientRecord, NewClient, StoreError};
 
 /// The outcome of looking a client up for an authorization request.
-pub enum Lookup {
+pub(crate) enum Lookup {
     Found(ClientRecord),
     Unknown,
     /// A metadata-document client whose document could not be used; the text says why.
@@ -25,7 +24,10 @@ pub enum Lookup {
 
 /// The client for `/oauth/authorize`: a metadata document is fetched when it is
 /// not cached or its cache lifetime has passed.
-pub async fn for_authorization(state: &AppState, client_id: &str) -> Result<Lookup, StoreError> {
+pub(crate) async fn for_authorization(
+    state: &OAuthState,
+    client_id: &str,
+) -> Result<Lookup, StoreError> {
     let stored = state.store.client(client_id).await?;
     if !state.client_metadata.handles(client_id) {
         return Ok(stored.map_or(Lookup::Unknown, Lookup::Found));
@@ -64,19 +66,15 @@ fn cimd_client(client_id: &str, fetched: &FetchedClient, now: i64) -> NewClient 
         token_endpoint_auth_method: "none".to_string(),
         client_secret_hash: None,
         metadata: serde_json::Value::Object(metadata.document.clone()).to_string(),
-        metadata_expires_at: Some(now + cache_seconds(fetched.cache_for)),
+        metadata_expires_at: Some(now + seconds(fetched.cache_for)),
     }
-}
-
-fn cache_seconds(lifetime: Duration) -> i64 {
-    i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX / 2)
 }
 
 /// Authenticates the client of a token or revocation request: HTTP Basic,
 /// `client_secret` in the body, or a public client's bare `client_id`.
 /// Returns the client and whether Basic was used (for the error challenge).
-pub async fn authenticate(
-    state: &AppState,
+pub(crate) async fn authenticate(
+    state: &OAuthState,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<ClientRecord, OAuthError> {

@@ -8,21 +8,21 @@ use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+use super::OAuthState;
 use super::pages::error_page;
 use super::params::Params;
 use super::response::ClientRedirect;
 use crate::crypto::{hash_secret, mint_secret};
-use crate::http::AppState;
 use crate::store::{AuditEvent, NewAuthorizationCode, NewGrant, PendingAuthorization};
 
 /// How long the broker's authorization code stays redeemable.
-pub const CODE_LIFETIME_SECONDS: i64 = 60;
+pub(crate) const CODE_LIFETIME_SECONDS: i64 = 60;
 /// Prefix of the broker's authorization codes.
-pub const CODE_PREFIX: &str = "fjac_";
+pub(crate) const CODE_PREFIX: &str = "fjac_";
 
 /// The consent cookie: `__Host-` (Secure, whole host) behind https; a plain
 /// name on a loopback http deployment, where browsers drop Secure cookies.
-fn cookie_name(state: &AppState) -> &'static str {
+fn cookie_name(state: &OAuthState) -> &'static str {
     if state.config.public_url.as_str().starts_with("https://") {
         "__Host-fjmcp-consent"
     } else {
@@ -31,7 +31,7 @@ fn cookie_name(state: &AppState) -> &'static str {
 }
 
 /// The `Set-Cookie` value binding a consent form to this browser.
-pub fn cookie(state: &AppState, csrf: &str) -> String {
+pub(crate) fn cookie(state: &OAuthState, csrf: &str) -> String {
     let secure = if cookie_name(state).starts_with("__Host-") {
         "; Secure"
     } else {
@@ -44,7 +44,7 @@ pub fn cookie(state: &AppState, csrf: &str) -> String {
     )
 }
 
-fn clear_cookie(state: &AppState) -> String {
+fn clear_cookie(state: &OAuthState) -> String {
     let secure = if cookie_name(state).starts_with("__Host-") {
         "; Secure"
     } else {
@@ -68,7 +68,7 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// Where the answer to a pending authorization goes.
-pub fn reply_for(state: &AppState, pending: &PendingAuthorization) -> ClientRedirect {
+pub(crate) fn reply_for(state: &OAuthState, pending: &PendingAuthorization) -> ClientRedirect {
     ClientRedirect {
         redirect_uri: pending.request.redirect_uri.clone(),
         state: pending.request.client_state.clone(),
@@ -77,7 +77,11 @@ pub fn reply_for(state: &AppState, pending: &PendingAuthorization) -> ClientRedi
 }
 
 /// `POST /oauth/consent`.
-pub async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn decide(
+    State(state): State<OAuthState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = match Params::parse(&body) {
         Ok(params) => params,
         Err(why) => return error_page(StatusCode::BAD_REQUEST, "Invalid consent form", &why),
@@ -177,8 +181,8 @@ pub async fn decide(State(state): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 /// Creates the grant and the broker's code, and redirects to the client with it.
-pub async fn issue_code(
-    state: &AppState,
+pub(crate) async fn issue_code(
+    state: &OAuthState,
     pending: &PendingAuthorization,
     user_id: &str,
 ) -> Result<Response, Response> {

@@ -11,7 +11,7 @@ use crate::store::StoreError;
 
 /// An error the client can act on, in OAuth's JSON shape.
 #[derive(Debug)]
-pub struct OAuthError {
+pub(crate) struct OAuthError {
     status: StatusCode,
     code: &'static str,
     description: String,
@@ -29,11 +29,11 @@ impl OAuthError {
         }
     }
 
-    pub fn invalid_request(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_request(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
     }
 
-    pub fn invalid_client(description: impl Into<String>, used_basic: bool) -> Self {
+    pub(crate) fn invalid_client(description: impl Into<String>, used_basic: bool) -> Self {
         let mut error = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", description);
         if used_basic {
             error.www_authenticate = Some("Basic realm=\"fjmcp-broker\"");
@@ -41,11 +41,11 @@ impl OAuthError {
         error
     }
 
-    pub fn invalid_grant(description: impl Into<String>) -> Self {
+    pub(crate) fn invalid_grant(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_grant", description)
     }
 
-    pub fn unsupported_grant_type(description: impl Into<String>) -> Self {
+    pub(crate) fn unsupported_grant_type(description: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -53,17 +53,32 @@ impl OAuthError {
         )
     }
 
-    pub fn invalid_target(description: impl Into<String>) -> Self {
+    /// A bearer token that does not authorize the request (RFC 6750 §3.1); the
+    /// caller adds the `WWW-Authenticate` challenge.
+    pub(crate) fn invalid_token(description: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
+    }
+
+    /// The broker cannot serve the request right now; the client may retry.
+    pub(crate) fn temporarily_unavailable(description: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            description,
+        )
+    }
+
+    pub(crate) fn invalid_target(description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_target", description)
     }
 
     /// A registration error (`invalid_redirect_uri`, `invalid_client_metadata`).
-    pub fn registration(code: &'static str, description: impl Into<String>) -> Self {
+    pub(crate) fn registration(code: &'static str, description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, description)
     }
 
     /// Something failed on the broker's side; `cause` is logged, not returned.
-    pub fn server_error(cause: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn server_error(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "oauth endpoint failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,13 +7,13 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 use serde_json::{Value, json};
 
-use crate::http::AppState;
+use super::OAuthState;
 
 /// The one scope the broker issues: access to the MCP endpoint as the user.
-pub const MCP_SCOPE: &str = "mcp";
+pub(crate) const MCP_SCOPE: &str = "mcp";
 
 /// RFC 9728 metadata of the MCP endpoint.
-pub fn protected_resource(state: &AppState) -> Value {
+pub(crate) fn protected_resource(state: &OAuthState) -> Value {
     let public = &state.config.public_url;
     json!({
         "resource": public.join("/mcp"),
@@ -25,7 +25,7 @@ pub fn protected_resource(state: &AppState) -> Value {
 }
 
 /// RFC 8414 metadata of the broker's authorization server.
-pub fn authorization_server(state: &AppState) -> Value {
+pub(crate) fn authorization_server(state: &OAuthState) -> Value {
     let public = &state.config.public_url;
     json!({
         "issuer": public.as_str(),
@@ -55,10 +55,10 @@ fn cacheable(document: Value) -> Response {
     response
 }
 
-pub async fn protected_resource_handler(State(state): State<AppState>) -> Response {
+pub(crate) async fn protected_resource_handler(State(state): State<OAuthState>) -> Response {
     cacheable(protected_resource(&state))
 }
 
-pub async fn authorization_server_handler(State(state): State<AppState>) -> Response {
+pub(crate) async fn authorization_server_handler(State(state): State<OAuthState>) -> Response {
     cacheable(authorization_server(&state))
 }

@@ -17,10 +17,10 @@ pub mod client_metadata;
 mod clients;
 mod consent;
 mod errors;
-pub mod metadata;
+mod metadata;
 mod pages;
 mod params;
-pub mod redirect_uri;
+mod redirect_uri;
 mod register;
 pub mod registration;
 mod resource;
@@ -29,37 +29,32 @@ mod revoke;
 pub mod sweeper;
 mod token;
 
-use axum::Router;
-use axum::routing::{get, post};
+use std::sync::Arc;
 
-use crate::http::AppState;
+pub(crate) use authorize::authorize;
+pub(crate) use bearer::{BearerState, Principal};
+pub(crate) use callback::callback;
+pub(crate) use consent::decide as consent;
+pub(crate) use metadata::{authorization_server_handler, protected_resource_handler};
+pub(crate) use register::register;
+pub(crate) use revoke::revoke;
+pub(crate) use token::token;
 
-pub use bearer::Principal;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::forgejo::ForgejoClient;
+use crate::store::Store;
+use client_metadata::MetadataFetcher;
 
-/// The authorization server's routes (not `/mcp`, which the MCP front mounts
-/// behind [`bearer::require_bearer`]).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/.well-known/oauth-protected-resource",
-            get(metadata::protected_resource_handler),
-        )
-        .route(
-            "/.well-known/oauth-protected-resource/mcp",
-            get(metadata::protected_resource_handler),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server",
-            get(metadata::authorization_server_handler),
-        )
-        .route(
-            "/.well-known/oauth-authorization-server/mcp",
-            get(metadata::authorization_server_handler),
-        )
-        .route("/oauth/register", post(register::register))
-        .route("/oauth/authorize", get(authorize::authorize))
-        .route("/oauth/callback", get(callback::callback))
-        .route("/oauth/consent", post(consent::decide))
-        .route("/oauth/token", post(token::token))
-        .route("/oauth/revoke", post(revoke::revoke))
+/// What the authorization server's handlers need.
+#[derive(Debug, Clone)]
+pub(crate) struct OAuthState {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Store,
+    /// "Now" for every expiry the handlers compute.
+    pub(crate) clock: Arc<dyn Clock>,
+    /// The broker's OAuth client of Forgejo (user sign-in).
+    pub(crate) forgejo: ForgejoClient,
+    /// Fetches client ID metadata documents with SSRF protection.
+    pub(crate) client_metadata: MetadataFetcher,
 }

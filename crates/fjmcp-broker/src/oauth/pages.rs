@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
 /// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -41,7 +41,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 
 /// Headers every broker page carries: no framing (clickjacking on the consent
 /// button), no caching, no referrer leaking the query.
-pub fn protect(headers: &mut http::HeaderMap) {
+pub(crate) fn protect(headers: &mut http::HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -62,7 +62,7 @@ pub fn protect(headers: &mut http::HeaderMap) {
 
 /// An error page for a request the broker cannot answer with a redirect
 /// (unknown client, unregistered redirect URI, expired sign-in).
-pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
+pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
     page(
         status,
         title,
@@ -75,7 +75,7 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> Response {
 }
 
 /// What the consent page shows.
-pub struct ConsentView<'a> {
+pub(crate) struct ConsentView<'a> {
     pub client_name: &'a str,
     pub client_id: &'a str,
     /// The host the code will be sent to.
@@ -89,7 +89,7 @@ pub struct ConsentView<'a> {
 }
 
 /// The page asking the user to approve or deny a client.
-pub fn consent_page(view: &ConsentView<'_>) -> Response {
+pub(crate) fn consent_page(view: &ConsentView<'_>) -> Response {
     let warning = if view.loopback_only {
         "<p class=\"warn\">This application receives the authorization on <b>this computer</b> \
          (a loopback address). Only approve it if you just started it yourself.</p>"

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 /// Parameters by name; empty values count as absent, as RFC 6749 §3.1 says.
 #[derive(Debug, Default)]
-pub struct Params(BTreeMap<String, String>);
+pub(crate) struct Params(BTreeMap<String, String>);
 
 impl Params {
     /// Parses `a=1&b=2`; the error names a repeated parameter.
-    pub fn parse(encoded: &[u8]) -> Result<Params, String> {
+    pub(crate) fn parse(encoded: &[u8]) -> Result<Params, String> {
         let mut map = BTreeMap::new();
         for (name, value) in url::form_urlencoded::parse(encoded) {
             if value.is_empty() {
@@ -22,7 +22,7 @@ impl Params {
         Ok(Params(map))
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)
     }
 }

@@ -37,8 +37,7 @@
 //!   clients should not use loopback or private-use redirects): real clients
 //!   omit `application_type` (so they count as `web`) while registering
 //!   loopback and `cursor://` URIs, and refusing them would break them; PKCE
-//!   protects the code on those redirects either way. The parameter is kept so
-//!   the policy can tighten later without changing callers.
+//!   protects the code on those redirects either way.
 //!
 //! Matching ([`matches`]) is exact string comparison, except that a loopback
 //! `http` URI matches whatever port is presented (RFC 8252 §7.3), including a
@@ -49,14 +48,12 @@
 
 use url::Url;
 
-use super::registration::ApplicationType;
-
 /// The longest redirect URI accepted, in bytes.
-pub const MAX_REDIRECT_URI_LEN: usize = 2000;
+pub(crate) const MAX_REDIRECT_URI_LEN: usize = 2000;
 
 /// Private-use schemes without a dot that are accepted all the same, because
 /// widely used native MCP clients register them.
-pub const DOTLESS_APP_SCHEMES: &[&str] = &["cursor", "vscode", "vscode-insiders"];
+pub(crate) const DOTLESS_APP_SCHEMES: &[&str] = &["cursor", "vscode", "vscode-insiders"];
 
 /// Schemes refused whatever their form: they run script, read local files or
 /// name browser internals.
@@ -77,10 +74,7 @@ const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "[::1]"];
 /// Whether `uri` may be registered as a redirect URI. `Err` carries a message
 /// fit for an OAuth `error_description` (it quotes at most the first 100
 /// characters of the URI).
-pub fn check_registrable(uri: &str, application_type: ApplicationType) -> Result<(), String> {
-    // Every application type may register every accepted form; see the module
-    // documentation for why SEP-837 is not enforced here.
-    let _ = application_type;
+pub(crate) fn check_registrable(uri: &str) -> Result<(), String> {
     let url = parse_normalized(uri)?;
     let scheme = url.scheme();
     match scheme {
@@ -121,7 +115,7 @@ pub fn check_registrable(uri: &str, application_type: ApplicationType) -> Result
 /// Whether the `redirect_uri` `presented` in an authorization request matches
 /// the `registered` one: identical strings, or two loopback `http` URIs that
 /// differ only in their port (or the presence of one).
-pub fn matches(registered: &str, presented: &str) -> bool {
+pub(crate) fn matches(registered: &str, presented: &str) -> bool {
     if registered == presented {
         return true;
     }
@@ -133,7 +127,7 @@ pub fn matches(registered: &str, presented: &str) -> bool {
 
 /// Whether `uri` is a loopback redirect URI: `http` to exactly `localhost`,
 /// `127.0.0.1` or `[::1]`, in normalized form, with or without a port.
-pub fn is_loopback(uri: &str) -> bool {
+pub(crate) fn is_loopback(uri: &str) -> bool {
     split_loopback(uri).is_some()
 }
 
@@ -141,7 +135,7 @@ pub fn is_loopback(uri: &str) -> bool {
 /// port for `https` URIs that name one), or for a private-use scheme the scheme
 /// and any host (`com.example.app:`, `cursor://anysphere.cursor-mcp`). A URI
 /// that does not parse is returned whole, for the page to escape and show.
-pub fn shown_host(uri: &str) -> String {
+pub(crate) fn shown_host(uri: &str) -> String {
     let Ok(url) = Url::parse(uri) else {
         return uri.to_string();
     };
@@ -269,9 +263,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const WEB: ApplicationType = ApplicationType::Web;
-    const NATIVE: ApplicationType = ApplicationType::Native;
-
     #[test]
     fn real_clients_redirect_uris_are_registrable() {
         for uri in [
@@ -296,9 +287,7 @@ mod tests {
             "https://example.com/cb?tenant=a",
             "https://example.com",
         ] {
-            for kind in [WEB, NATIVE] {
-                assert_eq!(check_registrable(uri, kind), Ok(()), "{uri} ({kind:?})");
-            }
+            assert_eq!(check_registrable(uri), Ok(()), "{uri}");
         }
     }
 
@@ -401,37 +390,32 @@ mod tests {
             "https://example.com/<cb>",
             "https://example.com/`cb`",
         ] {
-            for kind in [WEB, NATIVE] {
-                assert!(
-                    check_registrable(uri, kind).is_err(),
-                    "{uri:?} ({kind:?}) should be refused"
-                );
-            }
+            assert!(check_registrable(uri).is_err(), "{uri:?} should be refused");
         }
     }
 
     #[test]
     fn overlong_uris_are_refused() {
         let long = format!("https://example.com/{}", "a".repeat(MAX_REDIRECT_URI_LEN));
-        let err = check_registrable(&long, WEB).unwrap_err();
+        let err = check_registrable(&long).unwrap_err();
         assert!(err.contains("longer than"), "{err}");
         let fits = format!(
             "https://example.com/{}",
             "a".repeat(MAX_REDIRECT_URI_LEN - 20)
         );
         assert_eq!(fits.len(), MAX_REDIRECT_URI_LEN);
-        assert_eq!(check_registrable(&fits, WEB), Ok(()));
+        assert_eq!(check_registrable(&fits), Ok(()));
     }
 
     #[test]
     fn error_messages_name_the_uri_and_suggest_the_normal_form() {
-        let err = check_registrable("HTTPS://Example.com/cb", WEB).unwrap_err();
+        let err = check_registrable("HTTPS://Example.com/cb").unwrap_err();
         assert!(err.contains("\"HTTPS://Example.com/cb\""), "{err}");
         assert!(err.contains("\"https://example.com/cb\""), "{err}");
-        let err = check_registrable("http://evil.example/cb", WEB).unwrap_err();
+        let err = check_registrable("http://evil.example/cb").unwrap_err();
         assert!(err.contains("use https"), "{err}");
         let long = format!("https://example.com/{}", "x".repeat(300));
-        let err = check_registrable(&format!("{long}#f"), WEB).unwrap_err();
+        let err = check_registrable(&format!("{long}#f")).unwrap_err();
         assert!(err.len() < 300, "{err}");
     }
 
@@ -629,7 +613,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_registrable_uri_matches_itself(uri in registrable_uri()) {
-            prop_assert_eq!(check_registrable(&uri, WEB), Ok(()));
+            prop_assert_eq!(check_registrable(&uri), Ok(()));
             prop_assert!(matches(&uri, &uri));
         }
 
@@ -670,7 +654,7 @@ mod tests {
                 None => format!("http://{host}{path}"),
             };
             let registered = with_port(registered_port, &path);
-            prop_assert_eq!(check_registrable(&registered, NATIVE), Ok(()));
+            prop_assert_eq!(check_registrable(&registered), Ok(()));
             prop_assert!(matches(&registered, &with_port(presented_port, &path)));
             if other_path != path {
                 prop_assert!(!matches(&registered, &with_port(presented_port, &other_path)));
@@ -687,7 +671,7 @@ mod tests {
             tail in "[ -~]{0,24}",
         ) {
             let uri = format!("{prefix}{tail}");
-            if check_registrable(&uri, NATIVE).is_ok() {
+            if check_registrable(&uri).is_ok() {
                 prop_assert!(!uri.contains('#') && !uri.contains(' ') && !uri.contains('*'));
                 prop_assert!(uri.bytes().all(is_uri_char));
                 let lower = uri.to_ascii_lowercase();

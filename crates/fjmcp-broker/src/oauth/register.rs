@@ -6,23 +6,23 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
+use super::OAuthState;
 use super::errors::OAuthError;
 use super::registration::{TokenEndpointAuthMethod, registration_response, validate_registration};
 use crate::crypto::{hash_secret, mint_secret, random_id};
-use crate::http::AppState;
 use crate::store::{AuditEvent, ClientKind, NewClient};
 
 /// Prefix of registered client ids, telling them apart from metadata-document URLs.
-pub const CLIENT_ID_PREFIX: &str = "fjc_";
+pub(crate) const CLIENT_ID_PREFIX: &str = "fjc_";
 
-pub async fn register(State(state): State<AppState>, body: Bytes) -> Response {
+pub(crate) async fn register(State(state): State<OAuthState>, body: Bytes) -> Response {
     match register_client(&state, &body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
 }
 
-async fn register_client(state: &AppState, body: &[u8]) -> Result<Response, OAuthError> {
+async fn register_client(state: &OAuthState, body: &[u8]) -> Result<Response, OAuthError> {
     let document: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         OAuthError::registration(
             "invalid_client_metadata",

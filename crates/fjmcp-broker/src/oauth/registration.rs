@@ -43,15 +43,15 @@ use serde_json::{Map, Value};
 use super::redirect_uri;
 
 /// Most redirect URIs one client may register.
-pub const MAX_REDIRECT_URIS: usize = 20;
+pub(crate) const MAX_REDIRECT_URIS: usize = 20;
 /// Longest `client_name`, in characters.
-pub const MAX_CLIENT_NAME_CHARS: usize = 200;
+pub(crate) const MAX_CLIENT_NAME_CHARS: usize = 200;
 /// Longest URI or other string member, in characters.
-pub const MAX_STRING_LEN: usize = 2000;
+pub(crate) const MAX_STRING_LEN: usize = 2000;
 /// Most members in a request.
-pub const MAX_MEMBERS: usize = 64;
+pub(crate) const MAX_MEMBERS: usize = 64;
 /// Largest request, serialized as compact JSON.
-pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// Most entries in `contacts`, `grant_types` or `response_types`.
 const MAX_LIST_LEN: usize = 20;
 
@@ -73,14 +73,14 @@ pub enum ApplicationType {
 }
 
 impl ApplicationType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ApplicationType::Web => "web",
             ApplicationType::Native => "native",
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "web" => Some(ApplicationType::Web),
             "native" => Some(ApplicationType::Native),
@@ -99,7 +99,7 @@ pub enum TokenEndpointAuthMethod {
 }
 
 impl TokenEndpointAuthMethod {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TokenEndpointAuthMethod::None => "none",
             TokenEndpointAuthMethod::ClientSecretBasic => "client_secret_basic",
@@ -107,18 +107,13 @@ impl TokenEndpointAuthMethod {
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         match text {
             "none" => Some(TokenEndpointAuthMethod::None),
             "client_secret_basic" => Some(TokenEndpointAuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(TokenEndpointAuthMethod::ClientSecretPost),
             _ => None,
         }
-    }
-
-    /// Whether the client gets (and must present) a secret.
-    pub fn is_confidential(self) -> bool {
-        self != TokenEndpointAuthMethod::None
     }
 }
 
@@ -145,7 +140,7 @@ pub struct ClientMetadata {
 /// Why a registration request was refused; [`Self::error_code`] is the
 /// RFC 7591 §3.2.2 `error`, the message its `error_description`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RegistrationError {
+pub(crate) enum RegistrationError {
     #[error("{0}")]
     InvalidRedirectUri(String),
     #[error("{0}")]
@@ -153,7 +148,7 @@ pub enum RegistrationError {
 }
 
 impl RegistrationError {
-    pub fn error_code(&self) -> &'static str {
+    pub(crate) fn error_code(&self) -> &'static str {
         match self {
             RegistrationError::InvalidRedirectUri(_) => "invalid_redirect_uri",
             RegistrationError::InvalidClientMetadata(_) => "invalid_client_metadata",
@@ -166,7 +161,7 @@ fn invalid(message: impl Into<String>) -> RegistrationError {
 }
 
 /// Validates an RFC 7591 registration request body.
-pub fn validate_registration(body: &Value) -> Result<ClientMetadata, RegistrationError> {
+pub(crate) fn validate_registration(body: &Value) -> Result<ClientMetadata, RegistrationError> {
     let Value::Object(members) = body else {
         return Err(invalid("the registration request must be a JSON object"));
     };
@@ -199,7 +194,7 @@ pub fn validate_registration(body: &Value) -> Result<ClientMetadata, Registratio
         })?,
     };
 
-    let redirect_uris = redirect_uris(&document, application_type)?;
+    let redirect_uris = redirect_uris(&document)?;
 
     let token_endpoint_auth_method =
         match optional_string(&document, "token_endpoint_auth_method", 100)? {
@@ -301,7 +296,7 @@ pub fn validate_registration(body: &Value) -> Result<ClientMetadata, Registratio
 /// The RFC 7591 §3.2.1 response body: the registered metadata plus
 /// `client_id`, `client_id_issued_at` and, for a confidential client,
 /// `client_secret` with `client_secret_expires_at: 0` (never expires).
-pub fn registration_response(
+pub(crate) fn registration_response(
     metadata: &ClientMetadata,
     client_id: &str,
     issued_at: i64,
@@ -320,10 +315,7 @@ pub fn registration_response(
     Value::Object(body)
 }
 
-fn redirect_uris(
-    document: &Map<String, Value>,
-    application_type: ApplicationType,
-) -> Result<Vec<String>, RegistrationError> {
+fn redirect_uris(document: &Map<String, Value>) -> Result<Vec<String>, RegistrationError> {
     let Some(value) = document.get("redirect_uris") else {
         return Err(RegistrationError::InvalidRedirectUri(
             "redirect_uris is required".into(),
@@ -352,8 +344,7 @@ fn redirect_uris(
                     "redirect_uris must be an array of strings".into(),
                 ));
             };
-            redirect_uri::check_registrable(uri, application_type)
-                .map_err(RegistrationError::InvalidRedirectUri)?;
+            redirect_uri::check_registrable(uri).map_err(RegistrationError::InvalidRedirectUri)?;
             Ok(uri.clone())
         })
         .collect()
@@ -555,7 +546,6 @@ mod tests {
             m.token_endpoint_auth_method,
             TokenEndpointAuthMethod::ClientSecretPost
         );
-        assert!(m.token_endpoint_auth_method.is_confidential());
         let m = validate_registration(&json!({
             "redirect_uris": ["https://example.com/cb"],
             "token_endpoint_auth_method": "client_secret_basic",

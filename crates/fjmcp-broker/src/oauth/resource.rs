@@ -6,7 +6,7 @@ use url::Url;
 /// case-insensitively (URL parsing lowercases them), a trailing slash is
 /// tolerated, and anything else (other path, query, fragment, port) is a
 /// different resource.
-pub fn is_mcp_resource(presented: &str, canonical: &str) -> bool {
+pub(crate) fn is_mcp_resource(presented: &str, canonical: &str) -> bool {
     let (Ok(presented), Ok(canonical)) = (Url::parse(presented), Url::parse(canonical)) else {
         return false;
     };

@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use url::Url;
 
 /// Where and how to answer one authorization request.
-pub struct ClientRedirect {
+pub(crate) struct ClientRedirect {
     /// The verified redirect URI, exactly as the client presented it.
     pub redirect_uri: String,
     /// The client's `state`, returned unchanged.
@@ -16,12 +16,12 @@ pub struct ClientRedirect {
 
 impl ClientRedirect {
     /// Redirects with `code`.
-    pub fn code(&self, code: &str) -> Response {
+    pub(crate) fn code(&self, code: &str) -> Response {
         self.send(&[("code", code)])
     }
 
     /// Redirects with an OAuth error (RFC 6749 §4.1.2.1).
-    pub fn error(&self, error: &str, description: &str) -> Response {
+    pub(crate) fn error(&self, error: &str, description: &str) -> Response {
         self.send(&[("error", error), ("error_description", description)])
     }
 

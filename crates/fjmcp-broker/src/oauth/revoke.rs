@@ -6,14 +6,18 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+use super::OAuthState;
 use super::clients;
 use super::errors::OAuthError;
 use super::params::Params;
 use crate::crypto::hash_secret;
-use crate::http::AppState;
 use crate::store::AuditEvent;
 
-pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn revoke(
+    State(state): State<OAuthState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match revoke_token(&state, &headers, &body).await {
         Ok(()) => {
             let mut response = StatusCode::OK.into_response();
@@ -27,7 +31,7 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
 }
 
 async fn revoke_token(
-    state: &AppState,
+    state: &OAuthState,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), OAuthError> {

@@ -14,7 +14,11 @@ const MAX_SLEEP: Duration = Duration::from_secs(300);
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 /// Runs until `shutdown` is cancelled.
-pub async fn run(store: Store, clock: std::sync::Arc<dyn Clock>, shutdown: CancellationToken) {
+pub(crate) async fn run(
+    store: Store,
+    clock: std::sync::Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
     loop {
         let pause = match sweep_once(&store, clock.as_ref()).await {
             Ok(pause) => pause,

@@ -7,21 +7,26 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::json;
 
+use super::OAuthState;
 use super::clients;
 use super::errors::OAuthError;
 use super::params::Params;
 use super::resource::is_mcp_resource;
+use crate::clock::seconds;
 use crate::crypto::{
     constant_time_eq, hash_secret, mint_secret, s256_challenge, verifier_is_well_formed,
 };
-use crate::http::AppState;
 use crate::store::{ClientRecord, CodeRedemption, GrantRecord, NewTokenPair, RefreshOutcome};
 
 /// Prefixes that tell an operator what a leaked value was.
-pub const ACCESS_TOKEN_PREFIX: &str = "fjat_";
-pub const REFRESH_TOKEN_PREFIX: &str = "fjrt_";
+pub(crate) const ACCESS_TOKEN_PREFIX: &str = "fjat_";
+pub(crate) const REFRESH_TOKEN_PREFIX: &str = "fjrt_";
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(state): State<OAuthState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     match exchange(&state, &headers, &body).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
@@ -29,7 +34,7 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
 }
 
 async fn exchange(
-    state: &AppState,
+    state: &OAuthState,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, OAuthError> {
@@ -55,7 +60,7 @@ async fn exchange(
 }
 
 async fn authorization_code(
-    state: &AppState,
+    state: &OAuthState,
     client: &ClientRecord,
     params: &Params,
 ) -> Result<Response, OAuthError> {
@@ -128,7 +133,7 @@ async fn authorization_code(
 }
 
 async fn refresh_token(
-    state: &AppState,
+    state: &OAuthState,
     client: &ClientRecord,
     params: &Params,
 ) -> Result<Response, OAuthError> {
@@ -143,7 +148,7 @@ async fn refresh_token(
         ));
     }
     let (pair, access, refresh) = new_pair(state);
-    let grace = i64::try_from(state.config.oauth.refresh_reuse_grace.as_secs()).unwrap_or(0);
+    let grace = seconds(state.config.oauth.refresh_reuse_grace);
     let outcome = state
         .store
         .rotate_refresh_token(
@@ -172,7 +177,7 @@ async fn refresh_token(
 
 /// Mints an access and a refresh token; returns their hashes for the store and
 /// the plaintexts for the response (the only place they ever exist).
-fn new_pair(state: &AppState) -> (NewTokenPair, String, String) {
+fn new_pair(state: &OAuthState) -> (NewTokenPair, String, String) {
     let now = state.clock.now();
     let lifetimes = &state.config.oauth;
     let access = mint_secret(ACCESS_TOKEN_PREFIX);
@@ -188,15 +193,16 @@ fn new_pair(state: &AppState) -> (NewTokenPair, String, String) {
     (pair, access, refresh)
 }
 
-fn seconds(duration: std::time::Duration) -> i64 {
-    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 4)
-}
-
-fn token_response(state: &AppState, grant: &GrantRecord, access: &str, refresh: &str) -> Response {
+fn token_response(
+    state: &OAuthState,
+    grant: &GrantRecord,
+    access: &str,
+    refresh: &str,
+) -> Response {
     let mut response = Json(json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": state.config.oauth.access_token_lifetime.as_secs(),
+        "expires_in": seconds(state.config.oauth.access_token_lifetime),
         "refresh_token": refresh,
         "scope": grant.grant.scopes,
     }))

@@ -177,7 +177,7 @@ impl Store {
 
     /// Marks a claimed authorization finished without consent (already approved,
     /// or failed upstream), so its state can never be used again.
-    pub async fn finish_pending(&self, state_hash: &SecretHash) -> Result<(), StoreError> {
+    pub(crate) async fn finish_pending(&self, state_hash: &SecretHash) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE pending_authorizations SET used_at = $2 WHERE state_hash = $1 AND used_at IS NULL",
         )

@@ -15,6 +15,7 @@ use super::users::{UpstreamCredential, UserIdentity, UserRecord, mark_dead_in};
 use super::{Backend, Store, StoreError, column};
 
 /// A user's credential, held for a refresh until committed or dropped.
+#[derive(Debug)]
 pub struct CredentialLock {
     store: Store,
     user_id: String,
@@ -41,15 +42,6 @@ impl Store {
             user_id: user_id.to_string(),
             tx,
         })
-    }
-
-    /// Revokes every live grant of the user (their Forgejo credential is dead:
-    /// each client must sign in again). Returns how many were revoked.
-    pub async fn revoke_grants_of_user(&self, user_id: &str) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let count = revoke_all_in(&mut tx, user_id, self.now()).await?;
-        tx.commit().await?;
-        Ok(count)
     }
 }
 

@@ -31,10 +31,7 @@ pub use authorizations::{
     RedeemedCode,
 };
 pub use clients::{ClientKind, ClientRecord, NewClient};
-pub use credential_lock::CredentialLock;
 pub use grants::{GrantRecord, NewGrant};
-pub use sessions::SessionRecord;
-pub use sweep::SweepCounts;
 pub use tokens::{AccessTokenGrant, NewTokenPair, RefreshOutcome};
 pub use users::{UpstreamCredential, UserIdentity, UserRecord};
 
@@ -44,14 +41,14 @@ use crate::crypto::{OpenError, Sealer};
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
 
 impl Backend {
     /// Lower-case name for logs and health output.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Backend::Sqlite => "sqlite",
             Backend::Postgres => "postgres",
@@ -150,7 +147,7 @@ impl Store {
     }
 
     /// Which backend this store uses.
-    pub fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         self.backend
     }
 

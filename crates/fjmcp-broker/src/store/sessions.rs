@@ -72,7 +72,7 @@ impl Store {
     }
 
     /// Whether the session is still live for `grant_id`, without touching it.
-    pub async fn session_is_live(
+    pub(crate) async fn session_is_live(
         &self,
         id_hash: &SecretHash,
         grant_id: &str,
@@ -120,7 +120,7 @@ impl Store {
     }
 
     /// Deletes sessions that expired or ended (called by the sweeper).
-    pub async fn sweep_sessions(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn sweep_sessions(&self) -> Result<u64, StoreError> {
         let done =
             sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR deleted_at IS NOT NULL")
                 .bind(self.now())

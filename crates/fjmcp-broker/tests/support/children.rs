@@ -20,6 +20,11 @@ pub fn fixture_child() -> PathBuf {
     path
 }
 
+/// `PATH` as the test runs with it, for children that need to find programs.
+pub fn path_env() -> (String, String) {
+    ("PATH".into(), std::env::var("PATH").unwrap_or_default())
+}
+
 /// The broker binary, which doubles as the resource-limit wrapper.
 pub fn broker_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fjmcp-broker"))

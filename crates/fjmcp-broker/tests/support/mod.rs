@@ -1,5 +1,7 @@
 //! Fixtures shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
+// Tests read their own settings (FJMCP_TEST_POSTGRES_URL, PATH) from the environment.
+#![allow(clippy::disallowed_methods)]
 
 pub mod broker;
 pub mod children;

@@ -1,7 +1,9 @@
 //! Shared fixture for the integration tests: a started double with two users and two apps,
 //! and an HTTP client that does not follow redirects, so tests can read `Location`.
 
-#![allow(dead_code)] // each test binary uses a different part of this module
+// Shared by several test binaries, each using a part: `pub` marks what they
+// may use, not what leaves the crate.
+#![allow(dead_code, unreachable_pub)]
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -1,20 +1,49 @@
 //! The first checks on every `/mcp` request, before authentication: the
 //! `Origin` (browsers) and `Host` (DNS rebinding) headers.
 
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode, Uri, header};
 use url::Url;
 
 use crate::config::Config;
+use crate::mcp::{codes, error_response};
+
+/// Axum middleware for `/mcp`: 403 with an id-less JSON-RPC error when the
+/// `Origin` or `Host` is not this broker's (2026-07-28 transport: the body MAY
+/// be such an error).
+pub(crate) async fn screen_mcp(
+    State(config): State<Arc<Config>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match screen(&config, request.headers(), request.uri()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => {
+            tracing::warn!(?refused, "refused /mcp request: origin or host not allowed");
+            let body = error_response(
+                None,
+                codes::INVALID_REQUEST,
+                "Forbidden: origin or host not allowed",
+                None,
+            );
+            (STATUS, axum::Json(body)).into_response()
+        }
+    }
+}
 
 /// Why a request was screened out: always 403 (spec: an invalid Origin MUST get 403).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Screened {
+enum Screened {
     Origin(String),
     Host(String),
 }
 
 /// Checks `Origin` (absent is fine: non-browser clients send none) and `Host`.
-pub fn screen(config: &Config, headers: &HeaderMap, uri: &Uri) -> Result<(), Screened> {
+fn screen(config: &Config, headers: &HeaderMap, uri: &Uri) -> Result<(), Screened> {
     let public = Url::parse(config.public_url.as_str()).expect("validated public URL");
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
@@ -39,7 +68,7 @@ pub fn screen(config: &Config, headers: &HeaderMap, uri: &Uri) -> Result<(), Scr
 }
 
 /// The status every screening failure gets.
-pub const STATUS: StatusCode = StatusCode::FORBIDDEN;
+const STATUS: StatusCode = StatusCode::FORBIDDEN;
 
 fn is_loopback_url(url: &Url) -> bool {
     url.host()

@@ -1,0 +1,27 @@
+//! The router's state: one sub-state per group of handlers, so each handler
+//! sees only what it needs (axum's `FromRef` hands it out). Built by
+//! [`crate::server`]; nothing below `http` names this type.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::config::Config;
+use crate::mcp::McpState;
+use crate::oauth::{BearerState, OAuthState};
+use crate::store::Store;
+
+/// Everything the routes reach.
+#[derive(Debug, Clone, FromRef)]
+pub struct AppState {
+    /// The authorization server's handlers.
+    pub(crate) oauth: OAuthState,
+    /// The bearer check in front of `/mcp`.
+    pub(crate) bearer: BearerState,
+    /// The `/mcp` handlers.
+    pub(crate) mcp: McpState,
+    /// Readiness asks the store.
+    pub(crate) store: Store,
+    /// Screening and limits.
+    pub(crate) config: Arc<Config>,
+}
