@@ -42,7 +42,7 @@ pub struct SettingFlags {
     /// Public base URL: issuer and MCP resource base; https, or http on loopback (required) [env: FJMCP_PUBLIC_URL]
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// Address to listen on [env: FJMCP_LISTEN] [default: 127.0.0.1:8080]
+    /// Address to listen on, or `stdin` for a listening socket passed as standard input (systemd socket activation) [env: FJMCP_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
     /// sqlite:<path> or postgres://… [env: FJMCP_STORE] [default: sqlite:fjmcp-broker.db]

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the Unix epoch: the unit every stored time uses.
-pub(crate) type UnixSeconds = i64;
+type UnixSeconds = i64;
 
 /// The longest span [`seconds`] returns: about 35 000 years, so `now + seconds(d)`
 /// never overflows whatever duration a setting holds.

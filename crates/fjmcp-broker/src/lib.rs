@@ -17,4 +17,5 @@ pub mod oauth;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod upstream;
 pub mod version;

@@ -55,6 +55,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The socket to accept on: bound here, or inherited as standard input.
+async fn listener(listen: config::Listen) -> std::io::Result<tokio::net::TcpListener> {
+    match listen {
+        config::Listen::Address(addr) => tokio::net::TcpListener::bind(addr).await,
+        config::Listen::Stdin => {
+            use std::os::fd::AsFd;
+            let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+            let listener = std::net::TcpListener::from(fd);
+            // Fails with "not a socket" unless stdin really is one.
+            listener.local_addr()?;
+            listener.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(listener)
+        }
+    }
+}
+
 async fn serve(config: config::Config) -> ExitCode {
     telemetry::init(config.log_format, &config.log_level);
     // One TLS provider for every client (Forgejo, metadata documents, PostgreSQL).
@@ -74,11 +90,11 @@ async fn serve(config: config::Config) -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
-    let listener = match tokio::net::TcpListener::bind(listen).await {
+    let listener = match listener(listen).await {
         Ok(listener) => listener,
         Err(e) => {
-            tracing::error!(error = %e, %listen, "cannot listen");
-            eprintln!("fjmcp-broker: cannot listen on {listen}: {e}");
+            tracing::error!(error = %e, ?listen, "cannot listen");
+            eprintln!("fjmcp-broker: cannot listen ({listen:?}): {e}");
             return ExitCode::from(EXIT_START);
         }
     };

@@ -11,11 +11,15 @@
 //! Every test holds a shared lock; the test that counts file descriptors and zombies over 200
 //! spawn/stop cycles holds it exclusively, so no other test's processes blur its numbers.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 use std::time::Duration;
 
 use fjmcp_broker::children::{CallError, Child, ChildError, ChildSpec, ExitInfo, ResourceLimits};
 use serde_json::{Value, json};
+use support::children::fixture_child;
+use support::mcp::{text_of, tool_call};
 use tokio::sync::{RwLock, mpsc};
 use tokio::time::Instant;
 
@@ -33,22 +37,6 @@ fn init_logs() {
                 .unwrap_or_else(|_| "fjmcp_broker=debug".into()),
         )
         .try_init();
-}
-
-fn fixture_child() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable");
-    // target/<profile>/deps/child-<hash> → target/<profile>/fixture-child
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the target directory")
-        .join("fixture-child");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build -p fixture-child` first (`cargo test --workspace` and ./scripts/test build it)",
-        path.display()
-    );
-    path
 }
 
 fn env_for(dir: &Path) -> Vec<(String, String)> {
@@ -88,21 +76,6 @@ fn script_spec(dir: &Path, body: &str) -> ChildSpec {
     let path = dir.join("child.sh");
     std::fs::write(&path, format!("{PRELUDE}\n{body}")).unwrap();
     spec_for(vec!["/bin/sh".into(), path.display().to_string()], dir)
-}
-
-fn tool_call(id: Value, name: &str, arguments: Value) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "method": "tools/call",
-        "params": {"name": name, "arguments": arguments},
-    })
-}
-
-fn text_of(response: &Value) -> &str {
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text in {response}"))
 }
 
 const LONG: Duration = Duration::from_secs(20);
@@ -444,7 +417,8 @@ async fn a_crash_fails_in_flight_calls_promptly_and_later_ones_at_once() {
             LONG
         ),
         async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // The sleep was queued first (the pipe keeps order) once it is in flight.
+            assert!(eventually(LONG, || child.in_flight() == 1).await);
             child
                 .call(tool_call(json!(2), "crash", json!({})), None, LONG)
                 .await
@@ -870,8 +844,15 @@ async fn dropping_the_last_handle_stops_the_child() {
     let pid = child.pid().unwrap();
     let clone = child.clone();
     drop(child);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(clone.is_alive(), "a clone keeps it");
+    let answer = clone
+        .call(
+            tool_call(json!(1), "echo", json!({"text": "here"})),
+            None,
+            LONG,
+        )
+        .await
+        .expect("a clone keeps the child running");
+    assert_eq!(text_of(&answer), "here");
     drop(clone);
     // Stopped in the background (the fixture exits at stdin EOF) and reaped: no zombie left.
     assert!(
@@ -886,9 +867,14 @@ async fn many_spawn_stop_cycles_leak_no_descriptors_or_zombies() {
     let _exclusive = PROCESSES.write().await;
     let dir = tempfile::tempdir().unwrap();
     // Warm up: the runtime's signal and process machinery opens descriptors once.
-    let child = Child::spawn(fixture_spec(dir.path(), &[])).await.unwrap();
+    let spec = fixture_spec(dir.path(), &[]);
+    let tasks = spec.tasks.clone();
+    let child = Child::spawn(spec).await.unwrap();
     child.stop().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(child);
+    // Every task of the child (pipes, reaper) has finished: its descriptors are closed.
+    tasks.close();
+    tasks.wait().await;
     let before = open_fds();
 
     const CYCLES: usize = 200;

@@ -16,7 +16,7 @@ use fjmcp_broker::crypto::pkce_pair;
 use fjmcp_broker::forgejo::{
     EndpointOverrides, ForgejoClient, ForgejoEndpoints, ForgejoError, TokenResponse,
 };
-use fjmcp_broker::store::UserIdentity;
+use fjmcp_broker::upstream::UserIdentity;
 use forgejo_double::{App, Config, Endpoint, Fault, ForgejoDouble, User};
 use http_body::Frame;
 use secrecy::{ExposeSecret, SecretString};

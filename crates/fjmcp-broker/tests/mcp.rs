@@ -4,110 +4,11 @@
 
 mod support;
 
-use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use support::oauth::{CLAUDE_CALLBACK, Stack};
-
-const MODERN: &str = "2026-07-28";
-
-async fn stack() -> Stack {
-    let child = support::children::fixture_child().display().to_string();
-    Stack::start(&[("FJMCP_CHILD_COMMAND", &child)]).await
-}
-
-/// An access token of `login` for a fresh client.
-async fn token_of(stack: &Stack, login: &str) -> String {
-    let client = stack.register("mcp test", &[CLAUDE_CALLBACK]).await;
-    let tokens = stack.tokens_for(login, &client).await;
-    tokens["access_token"].as_str().unwrap().to_string()
-}
-
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
-    }
-
-    /// The JSON-RPC messages of an SSE body, in order.
-    fn events(&self) -> Vec<Value> {
-        self.text
-            .lines()
-            .filter_map(|line| line.strip_prefix("data: "))
-            .map(|data| serde_json::from_str(data).unwrap())
-            .collect()
-    }
-}
-
-async fn post(stack: &Stack, token: Option<&str>, headers: &[(&str, &str)], body: Value) -> Reply {
-    let mut request = stack.http.post(stack.url("/mcp")).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    Reply {
-        status: response.status().as_u16(),
-        headers: response.headers().clone(),
-        text: response.text().await.unwrap(),
-    }
-}
-
-fn initialize(version: &str) -> Value {
-    json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}})
-}
-
-async fn session_of(stack: &Stack, token: &str, version: &str) -> String {
-    let reply = post(
-        stack,
-        Some(token),
-        &[("accept", "application/json, text/event-stream")],
-        initialize(version),
-    )
-    .await;
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.headers["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
-fn modern(id: Value, method: &str, params: Value) -> Value {
-    let mut params = params;
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": MODERN,
-        "io.modelcontextprotocol/clientCapabilities": {},
-    });
-    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
-}
-
-fn modern_headers<'a>(method: &'a str, name: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
-    let mut headers = vec![("mcp-protocol-version", MODERN), ("mcp-method", method)];
-    if let Some(name) = name {
-        headers.push(("mcp-name", name));
-    }
-    headers
-}
-
-/// A well-formed 2026-07-28 request: the `Mcp-Method` and `Mcp-Name` headers
-/// mirror the body, as a conforming client sends them.
-async fn call_modern(stack: &Stack, token: &str, id: Value, method: &str, params: Value) -> Reply {
-    let name = params
-        .get("name")
-        .or_else(|| params.get("uri"))
-        .and_then(Value::as_str)
-        .filter(|_| matches!(method, "tools/call" | "prompts/get" | "resources/read"))
-        .map(str::to_string);
-    let headers = modern_headers(method, name.as_deref());
-    post(stack, Some(token), &headers, modern(id, method, params)).await
-}
+use support::mcp::{
+    MODERN, call_modern, initialize, modern, modern_headers, post, session_of, stack, token_of,
+};
+use support::oauth::Stack;
 
 #[tokio::test]
 async fn screening_and_authentication_come_before_any_protocol_logic() {
@@ -641,14 +542,7 @@ async fn a_session_survives_a_child_crash_and_a_broker_restart() {
         "still here"
     );
 
-    stack.broker.terminate();
-    stack.broker.child.wait().await.unwrap();
-    let dir = stack.broker.dir.clone();
-    let env = restart_env(&stack);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let restarted = support::broker::Broker::start_in(&dir, &env).await;
-    // The first broker owns the state directory: keep it until the test ends.
-    let _first = std::mem::replace(&mut stack.broker, restarted);
+    let _first = stack.broker.restart().await;
     let after_restart = post(&stack, Some(&token), &[("mcp-session-id", &session)], echo).await;
     assert_eq!(
         after_restart.status,
@@ -661,27 +555,6 @@ async fn a_session_survives_a_child_crash_and_a_broker_restart() {
         after_restart.json()["result"]["content"][0]["text"],
         "still here"
     );
-}
-
-fn restart_env(stack: &Stack) -> Vec<(String, String)> {
-    let listen = stack.issuer.trim_start_matches("http://").to_string();
-    vec![
-        ("FJMCP_PUBLIC_URL".into(), stack.issuer.clone()),
-        ("FJMCP_LISTEN".into(), listen),
-        ("FJMCP_FORGEJO_URL".into(), stack.double.url()),
-        (
-            "FJMCP_FORGEJO_CLIENT_ID".into(),
-            support::oauth::BROKER_CLIENT_ID.into(),
-        ),
-        (
-            "FJMCP_FORGEJO_CLIENT_SECRET".into(),
-            support::oauth::BROKER_CLIENT_SECRET.into(),
-        ),
-        (
-            "FJMCP_CHILD_COMMAND".into(),
-            support::children::fixture_child().display().to_string(),
-        ),
-    ]
 }
 
 mod official_sdk {
@@ -873,13 +746,17 @@ async fn resources_prompts_and_completion_pass_through_in_both_eras() {
 }
 
 async fn wait_for_log(stack: &Stack, needle: &str) {
-    for _ in 0..500 {
-        if stack.broker.log_text().contains(needle) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("`{needle}` never appeared in the broker's log");
+    wait_for_log_count(stack, needle, 1).await;
+}
+
+/// Waits until `needle` appears `times` times in the broker's log (children's
+/// stderr lines included).
+async fn wait_for_log_count(stack: &Stack, needle: &str, times: usize) {
+    let seen = || stack.broker.log_text().matches(needle).count() >= times;
+    assert!(
+        support::mcp::eventually(seen).await,
+        "`{needle}` did not appear {times} times in the broker's log"
+    );
 }
 
 #[tokio::test]
@@ -907,8 +784,8 @@ async fn closing_a_stream_or_sending_cancelled_cancels_the_child_request() {
     }
     let stream = request.send().await.unwrap();
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
-    // Let the request reach the child (a write on a warm pipe) before hanging up.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The child is working on it; now hang up.
+    wait_for_log(&stack, "tools/call sleep").await;
     drop(stream);
     wait_for_log(&stack, "request cancelled by the client").await;
 
@@ -934,7 +811,7 @@ async fn closing_a_stream_or_sending_cancelled_cancels_the_child_request() {
                 .unwrap()
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    wait_for_log_count(&stack, "tools/call sleep", 2).await;
     let cancel = post(&stack, Some(&token), &[("mcp-session-id", &session)], json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": "slow", "reason": "user"}})).await;
     assert_eq!(cancel.status, 202);
     let answered = tokio::time::timeout(std::time::Duration::from_secs(10), slow)
@@ -1078,4 +955,61 @@ async fn streams_end_with_their_session_and_never_hold_shutdown() {
         last["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
         "sub-9"
     );
+}
+
+#[tokio::test]
+async fn admission_failures_are_http_statuses_also_for_clients_that_asked_for_a_stream() {
+    let child = support::children::fixture_child().display().to_string();
+    // Forgejo's tokens expire within the minute, so every child start refreshes first.
+    let stack = Stack::start_with(
+        &[("FJMCP_CHILD_COMMAND", &child), ("FJMCP_MAX_CHILDREN", "1")],
+        |double| double.with_access_token_lifetime(std::time::Duration::from_secs(30)),
+    )
+    .await;
+    let alice = token_of(&stack, "alice").await;
+    let bob = token_of(&stack, "bob").await;
+    let session = session_of(&stack, &alice, "2025-11-25").await;
+    let sse_only = [("accept", "text/event-stream")];
+
+    // Alice's child is the only one allowed: Bob waits.
+    let full = post(&stack, Some(&bob), &sse_only, initialize("2025-11-25")).await;
+    assert_eq!(full.status, 503, "{}", full.text);
+    assert!(full.headers.contains_key("retry-after"));
+    assert_eq!(full.headers["content-type"], "application/json");
+    assert_eq!(full.json()["id"], 1);
+
+    // Alice's child goes; starting the next one needs a refresh, which Forgejo refuses.
+    let crash = post(
+        &stack,
+        Some(&alice),
+        &[("mcp-session-id", &session)],
+        support::mcp::tool_call(json!(1), "crash", json!({})),
+    )
+    .await;
+    assert_eq!(crash.json()["error"]["code"], -32603);
+    stack.double.inject_fault(
+        forgejo_double::Endpoint::Token,
+        forgejo_double::Fault::InvalidGrant,
+        1,
+    );
+    let mut headers = sse_only.to_vec();
+    headers.push(("mcp-session-id", &session));
+    let dead = post(
+        &stack,
+        Some(&alice),
+        &headers,
+        support::mcp::tool_call(json!(2), "echo", json!({"text": "x"})),
+    )
+    .await;
+    assert_eq!(dead.status, 401, "{}", dead.text);
+    let challenge = dead.headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(&format!(
+            "resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\"",
+            stack.issuer
+        )),
+        "{challenge}"
+    );
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert_eq!(dead.json()["error"], "invalid_token");
 }

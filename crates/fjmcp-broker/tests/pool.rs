@@ -10,11 +10,13 @@ use std::time::Duration;
 use fjmcp_broker::children::{CallError, Pool, PoolError, PoolSettings, ResourceLimits};
 use fjmcp_broker::clock::ManualClock;
 use fjmcp_broker::forgejo::{EndpointOverrides, ForgejoClient};
-use fjmcp_broker::store::{NewGrant, Store, UserIdentity};
+use fjmcp_broker::store::{NewGrant, Store};
+use fjmcp_broker::upstream::UserIdentity;
 use forgejo_double::{App, Config, Endpoint, Fault, ForgejoDouble, User};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::databases::TestDatabase;
+use support::mcp::{eventually, text_of, tool_call};
 
 const CALLBACK: &str = "http://127.0.0.1:1/oauth/callback";
 
@@ -139,17 +141,6 @@ enum Outcome {
 async fn call(pool: &Pool, user: &str, request: Value) -> Result<Value, Outcome> {
     let lease = pool.admit(user).await.map_err(Outcome::Refused)?;
     lease.call(request, None).await.map_err(Outcome::Failed)
-}
-
-fn tool_call(id: Value, name: &str, arguments: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
-}
-
-fn text_of(response: &Value) -> String {
-    response["result"]["content"][0]["text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no text in {response}"))
-        .to_string()
 }
 
 async fn wait_until(mut condition: impl FnMut() -> bool) {
@@ -283,9 +274,11 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
     let old_pid = pool.child_pid(&alice).unwrap();
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut load = Vec::new();
     for worker in 0..4 {
-        let (pool, alice, stop) = (pool.clone(), alice.clone(), stop.clone());
+        let (pool, alice, stop, answered) =
+            (pool.clone(), alice.clone(), stop.clone(), answered.clone());
         load.push(tokio::spawn(async move {
             let (mut ok, mut failed) = (0u32, Vec::new());
             let mut n = 0;
@@ -296,11 +289,14 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
                     Ok(response) if response.get("result").is_some() => ok += 1,
                     other => failed.push(format!("worker {worker}: {other:?}")),
                 }
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             (ok, failed)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answered_so_far = || answered.load(std::sync::atomic::Ordering::SeqCst);
+    // Every worker has had answers from the old child before the rotation.
+    assert!(eventually(|| answered_so_far() >= 8).await);
     // 3500 s later (for the broker and for Forgejo) the token expires within the
     // 300 s lead: rotate.
     f.clock.advance(3_500);
@@ -308,7 +304,9 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
     pool.rotate_due().await;
     let new_pid = pool.child_pid(&alice).unwrap();
     assert_ne!(new_pid, old_pid, "a new child serves the user");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Requests keep being answered across the switch, now by the new child.
+    let at_rotation = answered_so_far();
+    assert!(eventually(|| answered_so_far() >= at_rotation + 8).await);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut total = 0;
     for task in load {
@@ -485,19 +483,8 @@ async fn caps_refuse_with_distinct_errors() {
     settings.max_children = 1;
     settings.max_in_flight_per_child = 1;
     let pool = f.pool_with(settings);
-    let slow = {
-        let (pool, alice) = (pool.clone(), alice.clone());
-        tokio::spawn(async move {
-            call(
-                &pool,
-                &alice,
-                tool_call(json!(1), "sleep", json!({"ms": 500})),
-            )
-            .await
-        })
-    };
-    wait_until(|| pool.child_pid(&alice).is_some()).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // One request admitted holds the child's only slot.
+    let held = pool.admit(&alice).await.unwrap();
     match call(
         &pool,
         &alice,
@@ -518,7 +505,22 @@ async fn caps_refuse_with_distinct_errors() {
         Err(Outcome::Refused(PoolError::AtCapacity { .. })) => {}
         other => panic!("{other:?}"),
     }
-    assert!(slow.await.unwrap().is_ok());
+    let answered = held
+        .call(tool_call(json!(1), "echo", json!({"text": "y"})), None)
+        .await
+        .unwrap();
+    assert_eq!(text_of(&answered), "y");
+    drop(held);
+    let freed = call(
+        &pool,
+        &alice,
+        tool_call(json!(4), "echo", json!({"text": "z"})),
+    );
+    assert_eq!(
+        text_of(&freed.await.unwrap()),
+        "z",
+        "the slot is free again"
+    );
     pool.shutdown().await;
 }
 

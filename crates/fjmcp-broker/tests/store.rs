@@ -6,9 +6,8 @@ mod support;
 use fjmcp_broker::clock::ManualClock;
 use fjmcp_broker::config::StoreLocation;
 use fjmcp_broker::crypto::{OpenError, hash_secret};
-use fjmcp_broker::store::{
-    AuditEvent, ClientKind, NewClient, NewGrant, StoreError, UpstreamCredential, UserIdentity,
-};
+use fjmcp_broker::store::{AuditEvent, ClientKind, NewClient, NewGrant, StoreError};
+use fjmcp_broker::upstream::{UpstreamCredential, UserIdentity};
 use secrecy::{ExposeSecret, SecretString};
 use support::databases::TestDatabase;
 
@@ -870,8 +869,8 @@ async fn credential_refreshes_take_turns_across_instances_on_postgres() {
                 )
             })
         };
-        // Give the second refresher time to reach the lock before the first finishes.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // The second refresher is waiting for the row lock before the first finishes.
+        db.wait_for_lock_waiters(1).await;
         committed.store(true, Ordering::SeqCst);
         let generation = first
             .replace("alice", &credential("a2", "r2"))

@@ -270,7 +270,7 @@ pub async fn call(params: &Value, ctx: &RequestContext) -> Result<Value, RpcErro
         Some(Value::Object(map)) => map.clone(),
         Some(_) => return Err(RpcError::invalid_params("tool arguments must be an object")),
     };
-    tracing::debug!(tool = name, "tools/call");
+    tracing::info!("tools/call {name}");
     let result = match tool {
         Tool::SimpleText => conformance::simple_text(),
         Tool::ImageContent => conformance::image_content(),

@@ -271,7 +271,7 @@ impl Connection {
     }
 
     /// Handles one line of the child's stdout.
-    pub(crate) fn dispatch(&self, line: &[u8]) {
+    fn dispatch(&self, line: &[u8]) {
         if line.iter().all(u8::is_ascii_whitespace) {
             return;
         }

@@ -41,14 +41,14 @@ pub(crate) use process::create_private_dir;
 
 /// The protocol revision the broker speaks to its children (a 2025-era revision that
 /// forgejo-mcp's mcp-go supports).
-pub(crate) const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
+const CHILD_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// Default cap on one stdout line: large tool results fit, a runaway child does not.
-pub(crate) const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
+const DEFAULT_MAX_LINE_BYTES: usize = 4 * 1024 * 1024;
 /// Default time a child gets to answer `initialize` (forgejo-mcp checks its token first).
-pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default wait after closing stdin, and again after SIGTERM.
-pub(crate) const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
+const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How long a reaped child's stdout may still deliver what it wrote before exiting, when the
 /// pipe stays open (a leftover grandchild holds it) and so no end of input comes.

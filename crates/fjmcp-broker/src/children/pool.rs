@@ -24,7 +24,8 @@ use super::backoff::BackoffPolicy;
 use super::{CallError, Child, ChildError, ChildSpec, ResourceLimits, create_private_dir};
 use crate::clock::{Clock, seconds};
 use crate::forgejo::ForgejoClient;
-use crate::store::{AuditEvent, Store, StoreError, UpstreamCredential};
+use crate::store::{AuditEvent, Store, StoreError};
+use crate::upstream::UpstreamCredential;
 
 /// How the pool runs children; built from the configuration.
 #[derive(Debug, Clone)]
@@ -71,8 +72,7 @@ impl PoolSettings {
                 // The running broker binary is the wrapper.
                 wrapper: None,
             },
-            // Private per process, so two brokers on one machine never share it.
-            work_root: std::env::temp_dir().join(format!("fjmcp-broker-{}", std::process::id())),
+            work_root: children.work_root.clone(),
         }
     }
 }

@@ -195,6 +195,17 @@ impl PublicUrl {
     }
 }
 
+/// Where the broker accepts connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// Bind this address.
+    Address(SocketAddr),
+    /// Accept on the listening socket passed as standard input, bound by
+    /// whoever started the broker: systemd socket activation
+    /// (`StandardInput=socket`), or a test that bound port 0 itself.
+    Stdin,
+}
+
 /// Where persistent state lives.
 #[derive(Clone)]
 pub enum StoreLocation {
@@ -274,6 +285,9 @@ pub struct ChildSettings {
     pub max_children: usize,
     /// Most requests in flight on one child.
     pub max_in_flight_per_child: usize,
+    /// Each child gets a private directory below this one (per broker
+    /// process, so two brokers on one machine never share it).
+    pub work_root: PathBuf,
     /// Optional resource limits for each child.
     pub limit_address_space_bytes: Option<u64>,
     pub limit_open_files: Option<u64>,
@@ -318,7 +332,7 @@ pub struct HttpSettings {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub public_url: PublicUrl,
-    pub listen: SocketAddr,
+    pub listen: Listen,
     pub store: StoreLocation,
     pub sealing_key: SealingKeyFile,
     pub forgejo: ForgejoSettings,
@@ -410,9 +424,12 @@ impl Validator<'_> {
     fn validate(mut self) -> Option<Config> {
         use settings::*;
         let public_url = self.required(PUBLIC_URL, parse_public_url);
-        let listen = self.parse(LISTEN, |s| {
-            s.parse::<SocketAddr>()
-                .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080"))
+        let listen = self.parse(LISTEN, |s| match s.trim() {
+            "stdin" => Ok(Listen::Stdin),
+            s => s
+                .parse::<SocketAddr>()
+                .map(Listen::Address)
+                .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080 (or `stdin`)")),
         });
         let store = self.parse(STORE, parse_store);
         let forgejo_url = self.required(FORGEJO_URL, parse_forgejo_url);
@@ -496,6 +513,12 @@ impl Validator<'_> {
                     .filter_map(|name| self.env.var(name).map(|value| (name.clone(), value)))
                     .collect(),
                 env_allow_list: env_allow_list?,
+                work_root: self
+                    .env
+                    .var("TMPDIR")
+                    .filter(|dir| !dir.is_empty())
+                    .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
+                    .join(format!("fjmcp-broker-{}", std::process::id())),
                 idle_timeout: idle_timeout?,
                 reap_interval: reap_interval?,
                 rotate_interval: rotate_interval?,
@@ -778,7 +801,7 @@ fn default_key_path(db: &Path) -> PathBuf {
 }
 
 /// Replaces the password in a URL with `***` so it can be shown.
-pub(crate) fn redact_url_password(text: &str) -> String {
+fn redact_url_password(text: &str) -> String {
     match Url::parse(text) {
         Ok(mut url) if url.password().is_some() => {
             let _ = url.set_password(Some("***"));

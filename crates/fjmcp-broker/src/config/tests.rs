@@ -37,7 +37,10 @@ fn defaults_apply_and_required_settings_parse() {
         "https://mcp.example.com/mcp"
     );
     assert_eq!(config.forgejo.url, "https://forgejo.example.com");
-    assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(
+        config.listen,
+        Listen::Address("127.0.0.1:8080".parse().unwrap())
+    );
     assert_eq!(
         config.children.command,
         vec!["forgejo-mcp", "--transport", "stdio"]
@@ -116,7 +119,10 @@ child_command = ["fixture-child", "--flag with space"]
     e.insert("FJMCP_REQUEST_TIMEOUT".into(), "30s".into());
     let flags = [(settings::LISTEN, "127.0.0.1:9002".to_string())];
     let (config, layers) = load(&flags, Some(&file), &e).unwrap();
-    assert_eq!(config.listen, "127.0.0.1:9002".parse().unwrap());
+    assert_eq!(
+        config.listen,
+        Listen::Address("127.0.0.1:9002".parse().unwrap())
+    );
     assert_eq!(config.http.request_timeout, Duration::from_secs(30));
     assert_eq!(config.log_format, LogFormat::Text);
     assert_eq!(
@@ -291,4 +297,13 @@ fn child_command_and_env_names() {
     );
     assert!(parse_env_names("PATH,1BAD").is_err());
     assert!(parse_env_names("FORGEJO_ACCESS_TOKEN").is_err());
+}
+
+#[test]
+fn the_listening_socket_can_come_from_standard_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = required_env(dir.path());
+    e.insert("FJMCP_LISTEN".into(), "stdin".into());
+    let (config, _) = load(&[], None, &e).unwrap();
+    assert_eq!(config.listen, Listen::Stdin);
 }

@@ -25,7 +25,7 @@ use tokio::sync::OnceCell;
 pub use error::ForgejoError;
 use wire::{Call, Discovered};
 
-use crate::store::{UpstreamCredential, UserIdentity};
+use crate::upstream::{UpstreamCredential, UserIdentity};
 
 /// Longest answer read from Forgejo. Real answers are a few kilobytes; the cap
 /// keeps a misbehaving server or proxy from making the broker buffer without

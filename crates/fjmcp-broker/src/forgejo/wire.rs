@@ -11,7 +11,7 @@ use url::Url;
 
 use super::error::scrub;
 use super::{EndpointOverrides, ForgejoEndpoints, ForgejoError, TokenResponse};
-use crate::store::UserIdentity;
+use crate::upstream::UserIdentity;
 
 /// The Forgejo endpoints this module calls, for messages and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

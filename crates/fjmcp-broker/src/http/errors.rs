@@ -13,7 +13,7 @@ pub(crate) async fn not_found() -> Response {
 
 /// A JSON error body: `{"error": code, "error_description": text}`, the same
 /// shape OAuth uses, so one parser fits every broker error.
-pub(crate) fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
+fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
     (
         status,
         axum::Json(json!({ "error": code, "error_description": description })),

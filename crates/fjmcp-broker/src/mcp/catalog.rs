@@ -16,7 +16,7 @@ pub(crate) const LEGACY_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025
 
 /// The legacy version offered when a client asks for one not in
 /// [`LEGACY_VERSIONS`].
-pub(crate) const LATEST_LEGACY_VERSION: &str = LEGACY_VERSIONS[0];
+const LATEST_LEGACY_VERSION: &str = LEGACY_VERSIONS[0];
 
 /// The version assumed for legacy traffic without an `MCP-Protocol-Version`
 /// header (the header first appeared in 2025-06-18).
@@ -68,8 +68,7 @@ pub(crate) const REMOVED_METHODS: [&str; 5] = [
 
 /// The 2025-11-25 task methods, forwarded on 2025-era sessions (the child's
 /// `tasks` capability is advertised to 2025 clients).
-pub(crate) const LEGACY_TASK_METHODS: [&str; 4] =
-    ["tasks/get", "tasks/list", "tasks/cancel", "tasks/result"];
+const LEGACY_TASK_METHODS: [&str; 4] = ["tasks/get", "tasks/list", "tasks/cancel", "tasks/result"];
 
 /// Whether a 2025-era session forwards `method` to the child: the methods both
 /// eras share, plus the task methods. Anything else is answered -32601 by the

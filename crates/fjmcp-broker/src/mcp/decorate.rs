@@ -69,7 +69,7 @@ use super::era::Era;
 use super::wire::{codes, meta};
 
 /// Methods whose complete results carry `ttlMs` and `cacheScope`.
-pub(crate) const CACHEABLE_METHODS: [&str; 6] = [
+const CACHEABLE_METHODS: [&str; 6] = [
     DISCOVER,
     "tools/list",
     "prompts/list",
@@ -79,10 +79,10 @@ pub(crate) const CACHEABLE_METHODS: [&str; 6] = [
 ];
 
 /// `ttlMs` when the child gave none: immediately stale.
-pub(crate) const DEFAULT_TTL_MS: u64 = 0;
+const DEFAULT_TTL_MS: u64 = 0;
 
 /// `cacheScope` when the child gave none: results depend on the user's token.
-pub(crate) const DEFAULT_CACHE_SCOPE: &str = "private";
+const DEFAULT_CACHE_SCOPE: &str = "private";
 
 /// The extension id under which 2026-07-28 servers advertise tasks.
 const TASKS_EXTENSION: &str = "io.modelcontextprotocol/tasks";
@@ -148,7 +148,7 @@ fn decorate_complete_fields(method: &str, result: &mut Map<String, Value>, serve
 
 /// The code a 2026-07-28 client gets for a child's error code (see the module
 /// notes).
-pub(crate) fn modern_error_code(code: i64) -> i64 {
+fn modern_error_code(code: i64) -> i64 {
     match code {
         codes::LEGACY_RESOURCE_NOT_FOUND => codes::INVALID_PARAMS,
         codes::HEADER_MISMATCH
@@ -176,7 +176,7 @@ pub(crate) fn forwarded_status(response: &Value) -> StatusCode {
 /// The capabilities the broker advertises to clients of `era`, derived from
 /// the child's `InitializeResult.capabilities` (see the module notes). A
 /// non-object input advertises nothing.
-pub(crate) fn advertised_capabilities(child_capabilities: &Value, era: Era) -> Value {
+fn advertised_capabilities(child_capabilities: &Value, era: Era) -> Value {
     let mut caps = child_capabilities.as_object().cloned().unwrap_or_default();
     if let Some(resources) = caps.get_mut("resources").and_then(Value::as_object_mut) {
         resources.remove("subscribe");

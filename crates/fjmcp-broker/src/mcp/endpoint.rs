@@ -9,8 +9,6 @@
 //! ([`McpError::into_response`] before a response has started,
 //! [`McpError::message`] inside a stream).
 
-use std::sync::Arc;
-
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
@@ -18,9 +16,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use super::cancellations::{Cancellations, InFlightGuard};
+use super::cancellations::InFlightGuard;
 use super::catalog::{is_legacy_forwarded, negotiate_legacy_version};
 use super::decorate::{
     broker_server_info, child_server_info, decorate_result, discover_result, forwarded_status,
@@ -33,54 +30,22 @@ use super::error::{McpError, json_response};
 use super::headers::{RequestHeaders, SESSION_ID};
 use super::modern::{ModernAction, strip_modern_meta, validate_modern};
 use super::sse::{self, Accepts};
+use super::state::McpState;
 use super::streams::{Binding, Stream, relay_changes};
 use super::subscriptions::{ListKind, ack_subscription, subscription_closed, tag_for_subscription};
 use super::wire::{
     Incoming, RpcRequest, WireError, codes, error_response, parse_body, result_response,
 };
-use crate::children::{Lease, Pool};
+use crate::children::Lease;
 use crate::clock::seconds;
-use crate::config::Config;
 use crate::crypto::{SecretHash, hash_secret, mint_secret};
 use crate::oauth::Principal;
-use crate::store::Store;
 
 /// Prefix of the broker's session ids.
 const SESSION_PREFIX: &str = "fjms_";
 
 /// How long a client at the per-user session cap should wait before retrying.
 const SESSION_CAP_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// What the `/mcp` handlers need.
-#[derive(Debug, Clone)]
-pub(crate) struct McpState {
-    pub(crate) config: Arc<Config>,
-    /// 2025-era sessions and, for long-lived streams, their grants.
-    pub(crate) store: Store,
-    /// One stdio child per Forgejo user.
-    pub(crate) pool: Pool,
-    /// In-flight 2025-era requests a client may cancel, and open streams.
-    pub(crate) cancellations: Cancellations,
-    /// Owns every stream's producer task, so shutdown waits for them.
-    pub(crate) tasks: TaskTracker,
-}
-
-impl McpState {
-    pub(crate) fn new(config: Arc<Config>, store: Store, pool: Pool, tasks: TaskTracker) -> Self {
-        McpState {
-            config,
-            store,
-            pool,
-            cancellations: Cancellations::default(),
-            tasks,
-        }
-    }
-
-    /// Ends every open stream, so none holds the shutdown drain.
-    pub(crate) fn end_streams(&self) {
-        self.cancellations.shut_down();
-    }
-}
 
 /// A failure and the id of the request it answers.
 #[derive(Debug)]

@@ -195,7 +195,7 @@ fn message_of(incoming: &Incoming) -> &Value {
 
 /// Whether a message claims the per-request envelope: its `params._meta` has
 /// the protocol-version key, whatever the value.
-pub(crate) fn has_claim(message: &Value) -> bool {
+fn has_claim(message: &Value) -> bool {
     params_meta(message).is_some_and(|m| m.contains_key(meta::PROTOCOL_VERSION))
 }
 

@@ -33,10 +33,10 @@ use http::HeaderMap;
 /// 2026-07-28 it must equal the body's `_meta` claim).
 pub(crate) const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 /// `Mcp-Method`: mirrors the body's `method` (2026-07-28, all requests).
-pub(crate) const METHOD: &str = "mcp-method";
+const METHOD: &str = "mcp-method";
 /// `Mcp-Name`: mirrors `params.name` / `params.uri` (2026-07-28, for
 /// `tools/call`, `prompts/get`, `resources/read`).
-pub(crate) const NAME: &str = "mcp-name";
+const NAME: &str = "mcp-name";
 /// `Mcp-Session-Id`: the 2025-era session a request belongs to.
 pub(crate) const SESSION_ID: &str = "mcp-session-id";
 

@@ -40,9 +40,11 @@ mod error;
 mod headers;
 mod modern;
 mod sse;
+mod state;
 mod streams;
 mod subscriptions;
 mod wire;
 
-pub(crate) use endpoint::{McpState, delete_mcp, get_mcp, post_mcp};
+pub(crate) use endpoint::{delete_mcp, get_mcp, post_mcp};
+pub(crate) use state::McpState;
 pub(crate) use wire::{codes, error_response};

@@ -78,8 +78,7 @@
 //!   a child shared by concurrent requests cannot be attributed to one of
 //!   them, so the broker relays no child logs to modern clients (and does not
 //!   advertise `logging`). Forwarding the level would only make the child
-//!   produce logs that are dropped. The parsed level is still returned in
-//!   [`ModernRequest::log_level`].
+//!   produce logs that are dropped. The level is still validated.
 //! - `clientCapabilities` stays: it is what the client declared *for this
 //!   request*, and "a server MUST NOT rely on capabilities the client has not
 //!   declared". The child was initialized with empty capabilities; a child
@@ -100,63 +99,20 @@ use super::wire::{RpcRequest, WireError, codes, meta};
 
 /// `_meta` keys removed before a modern request goes to the child (see the
 /// module notes).
-pub(crate) const STRIPPED_META_KEYS: [&str; 3] =
-    [meta::PROTOCOL_VERSION, meta::CLIENT_INFO, meta::LOG_LEVEL];
+const STRIPPED_META_KEYS: [&str; 3] = [meta::PROTOCOL_VERSION, meta::CLIENT_INFO, meta::LOG_LEVEL];
 
-/// The syslog severities of `notifications/message` (RFC 5424), least severe
-/// first so that the derived order is the filter order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum LogLevel {
-    /// `debug`.
-    Debug,
-    /// `info`.
-    Info,
-    /// `notice`.
-    Notice,
-    /// `warning`.
-    Warning,
-    /// `error`.
-    Error,
-    /// `critical`.
-    Critical,
-    /// `alert`.
-    Alert,
-    /// `emergency`.
-    Emergency,
-}
-
-impl LogLevel {
-    /// Every level, least severe first.
-    pub(crate) const ALL: [LogLevel; 8] = [
-        LogLevel::Debug,
-        LogLevel::Info,
-        LogLevel::Notice,
-        LogLevel::Warning,
-        LogLevel::Error,
-        LogLevel::Critical,
-        LogLevel::Alert,
-        LogLevel::Emergency,
-    ];
-
-    /// The wire name.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            LogLevel::Debug => "debug",
-            LogLevel::Info => "info",
-            LogLevel::Notice => "notice",
-            LogLevel::Warning => "warning",
-            LogLevel::Error => "error",
-            LogLevel::Critical => "critical",
-            LogLevel::Alert => "alert",
-            LogLevel::Emergency => "emergency",
-        }
-    }
-
-    /// Parses a wire name (case-sensitive, as the schema's string union is).
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.as_str() == name)
-    }
-}
+/// The syslog severities a request may ask logs for (RFC 5424 names, as the
+/// schema's string union spells them).
+const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
 
 /// What the broker does with a valid modern request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,13 +134,10 @@ pub(crate) struct ModernRequest {
     pub method: String,
     /// Where it goes.
     pub action: ModernAction,
-    /// The level the client asked logs for, if it asked (the broker relays no
-    /// child logs to modern clients; kept for the caller's decisions).
-    pub log_level: Option<LogLevel>,
 }
 
 /// The body field `Mcp-Name` mirrors for `method`, if any.
-pub(crate) fn mcp_name_source(method: &str) -> Option<&'static str> {
+fn mcp_name_source(method: &str) -> Option<&'static str> {
     match method {
         "tools/call" | "prompts/get" => Some("name"),
         "resources/read" => Some("uri"),
@@ -321,16 +274,17 @@ pub(crate) fn validate_modern(
             meta::CLIENT_INFO
         )));
     }
-    let log_level = match meta.get(meta::LOG_LEVEL) {
-        None => None,
-        Some(value) => Some(value.as_str().and_then(LogLevel::parse).ok_or_else(|| {
-            invalid_params(format!(
-                "Invalid params: _meta[\"{}\"] must be one of debug, info, notice, warning, \
-                 error, critical, alert, emergency",
-                meta::LOG_LEVEL
-            ))
-        })?),
-    };
+    // A level is validated (unknown ones are -32602) but not used: the broker
+    // relays no child logs to modern clients (see the module notes).
+    if let Some(level) = meta.get(meta::LOG_LEVEL)
+        && !level.as_str().is_some_and(|l| LOG_LEVELS.contains(&l))
+    {
+        return Err(invalid_params(format!(
+            "Invalid params: _meta[\"{}\"] must be one of {}",
+            meta::LOG_LEVEL,
+            LOG_LEVELS.join(", ")
+        )));
+    }
 
     // 7. The method.
     let action = match method {
@@ -343,7 +297,6 @@ pub(crate) fn validate_modern(
         id: request.id.clone(),
         method: method.to_owned(),
         action,
-        log_level,
     })
 }
 
@@ -362,7 +315,7 @@ fn quote(value: &str) -> String {
 const QUOTE_MAX_CHARS: usize = 100;
 
 /// 404 / -32601 for a method 2026-07-28 (or this broker) does not serve.
-pub(crate) fn method_not_found(id: &Value, method: &str) -> WireError {
+fn method_not_found(id: &Value, method: &str) -> WireError {
     let message = if REMOVED_METHODS.contains(&method) {
         format!(
             "Method not found: {method} does not exist in protocol version 2026-07-28 (this \
@@ -520,7 +473,6 @@ mod tests {
             assert_eq!(ok.action, action, "{method}");
             assert_eq!(ok.method, method);
             assert_eq!(ok.id, json!(1));
-            assert_eq!(ok.log_level, None);
             // clientInfo is optional (spec PR #3002).
             r.message["params"]["_meta"]
                 .as_object_mut()
@@ -934,20 +886,16 @@ mod tests {
     }
 
     #[test]
-    fn log_level_is_parsed() {
-        for level in LogLevel::ALL {
+    fn every_log_level_is_accepted() {
+        for level in LOG_LEVELS {
             let r = request(
                 json!(1),
                 "tools/list",
                 json!({"_meta": {
-                meta::PROTOCOL_VERSION: V, meta::CLIENT_CAPABILITIES: {}, meta::LOG_LEVEL: level.as_str()}}),
+                meta::PROTOCOL_VERSION: V, meta::CLIENT_CAPABILITIES: {}, meta::LOG_LEVEL: level}}),
             );
-            assert_eq!(
-                check(&r, &H::conformant(&r)).unwrap().log_level,
-                Some(level)
-            );
+            assert!(check(&r, &H::conformant(&r)).is_ok(), "{level}");
         }
-        assert!(LogLevel::Debug < LogLevel::Emergency);
     }
 
     #[test]

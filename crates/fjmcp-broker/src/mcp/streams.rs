@@ -8,8 +8,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use super::endpoint::McpState;
 use super::sse;
+use super::state::McpState;
 use crate::crypto::SecretHash;
 
 /// A long-lived stream's frame around the relayed changes.

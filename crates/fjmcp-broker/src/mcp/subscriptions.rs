@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 use super::wire::{RpcRequest, meta, notification, result_response};
 
 /// The acknowledgment's method.
-pub(crate) const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+const ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
 
 /// A list whose changes a listen stream can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,7 +46,7 @@ impl ListKind {
     pub(crate) const ALL: [ListKind; 3] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources];
 
     /// The notification a server sends when this list changes.
-    pub(crate) fn notification_method(self) -> &'static str {
+    fn notification_method(self) -> &'static str {
         match self {
             ListKind::Tools => "notifications/tools/list_changed",
             ListKind::Prompts => "notifications/prompts/list_changed",
@@ -55,7 +55,7 @@ impl ListKind {
     }
 
     /// The `SubscriptionFilter` flag that asks for it.
-    pub(crate) fn filter_flag(self) -> &'static str {
+    fn filter_flag(self) -> &'static str {
         match self {
             ListKind::Tools => "toolsListChanged",
             ListKind::Prompts => "promptsListChanged",
@@ -119,7 +119,7 @@ impl SubscriptionFilter {
 
     /// What the child can announce: the primitives whose capability has
     /// `listChanged: true`.
-    pub(crate) fn supported_by(child_capabilities: &Value) -> Self {
+    fn supported_by(child_capabilities: &Value) -> Self {
         Self::from_fn(|kind| {
             child_capabilities
                 .get(kind.capability())
@@ -129,12 +129,12 @@ impl SubscriptionFilter {
     }
 
     /// Both sets at once.
-    pub(crate) fn intersect(self, other: Self) -> Self {
+    fn intersect(self, other: Self) -> Self {
         Self::from_fn(|kind| self.contains(kind) && other.contains(kind))
     }
 
     /// The filter as a `SubscriptionFilter` object (only `true` flags).
-    pub(crate) fn to_json(self) -> Value {
+    fn to_json(self) -> Value {
         let mut object = Map::new();
         for kind in ListKind::ALL {
             if self.contains(kind) {

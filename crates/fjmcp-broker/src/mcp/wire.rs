@@ -34,7 +34,7 @@ use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 /// The only JSON-RPC version there is; every message must say so.
-pub(crate) const JSONRPC_VERSION: &str = "2.0";
+const JSONRPC_VERSION: &str = "2.0";
 
 /// Reserved `_meta` keys (2026-07-28 `basic/index.mdx`, table "Reserved keys").
 pub(crate) mod meta {
@@ -135,7 +135,7 @@ impl WireError {
     }
 
     /// 400 with -32700: the body is not JSON.
-    pub(crate) fn parse_error(detail: &str) -> Self {
+    fn parse_error(detail: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
             codes::PARSE_ERROR,
@@ -278,7 +278,7 @@ pub(crate) fn parse_body(bytes: &[u8]) -> Result<Incoming, WireError> {
 /// Classifies one JSON value as a request, notification or response, or
 /// refuses it with -32600 (HTTP 400). Arrays are refused: batches are
 /// [`parse_body`]'s business.
-pub(crate) fn parse_message(value: Value) -> Result<Incoming, WireError> {
+fn parse_message(value: Value) -> Result<Incoming, WireError> {
     let Some(object) = value.as_object() else {
         return Err(WireError::invalid_request(
             None,

@@ -49,11 +49,11 @@ use super::redirect_uri::is_uri_char;
 use super::registration::{ClientMetadata, TokenEndpointAuthMethod, validate_registration};
 
 /// Longest client ID URL accepted, in bytes.
-pub(crate) const MAX_CLIENT_ID_URL_LEN: usize = 2000;
+const MAX_CLIENT_ID_URL_LEN: usize = 2000;
 /// Cache lifetime when the response says nothing.
-pub(crate) const DEFAULT_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
+const DEFAULT_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
 /// Longest cache lifetime honoured.
-pub(crate) const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// Whether `client_id` has the form of a client ID metadata document URL:
 /// `https`, a host, a path other than `/`, no userinfo, no fragment, no dot
@@ -316,7 +316,7 @@ fn parse_document(client_id: &str, url: &Url, body: &[u8]) -> Result<ClientMetad
 /// (the smallest, if several), zero for `no-store` or `no-cache` or a
 /// malformed `max-age`, one hour when there is no `max-age`; clamped to
 /// [0, 24 h]. `s-maxage` and `Expires` are ignored.
-pub(crate) fn cache_lifetime(headers: &HeaderMap) -> Duration {
+fn cache_lifetime(headers: &HeaderMap) -> Duration {
     let mut max_age: Option<u64> = None;
     for value in headers.get_all(CACHE_CONTROL) {
         let Ok(text) = value.to_str() else {
@@ -361,7 +361,7 @@ pub(crate) fn cache_lifetime(headers: &HeaderMap) -> Duration {
 /// besides, IPv4-mapped `::ffff:a.b.c.d` and NAT64 `64:ff9b::a.b.c.d` are
 /// judged by their IPv4 address. Everything else (`::`, `::1`, fc00::/7,
 /// fe80::/10, fec0::/10, ff00::/8, 64:ff9b:1::/48, 100::/64, …) is refused.
-pub(crate) fn is_public_address(ip: IpAddr) -> bool {
+fn is_public_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
         IpAddr::V6(v6) => is_public_v6(v6),

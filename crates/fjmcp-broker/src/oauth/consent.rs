@@ -16,9 +16,9 @@ use crate::crypto::{hash_secret, mint_secret};
 use crate::store::{AuditEvent, NewAuthorizationCode, NewGrant, PendingAuthorization};
 
 /// How long the broker's authorization code stays redeemable.
-pub(crate) const CODE_LIFETIME_SECONDS: i64 = 60;
+const CODE_LIFETIME_SECONDS: i64 = 60;
 /// Prefix of the broker's authorization codes.
-pub(crate) const CODE_PREFIX: &str = "fjac_";
+const CODE_PREFIX: &str = "fjac_";
 
 /// The consent cookie: `__Host-` (Secure, whole host) behind https; a plain
 /// name on a loopback http deployment, where browsers drop Secure cookies.

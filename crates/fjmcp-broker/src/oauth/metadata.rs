@@ -13,7 +13,7 @@ use super::OAuthState;
 pub(crate) const MCP_SCOPE: &str = "mcp";
 
 /// RFC 9728 metadata of the MCP endpoint.
-pub(crate) fn protected_resource(state: &OAuthState) -> Value {
+fn protected_resource(state: &OAuthState) -> Value {
     let public = &state.config.public_url;
     json!({
         "resource": public.join("/mcp"),
@@ -25,7 +25,7 @@ pub(crate) fn protected_resource(state: &OAuthState) -> Value {
 }
 
 /// RFC 8414 metadata of the broker's authorization server.
-pub(crate) fn authorization_server(state: &OAuthState) -> Value {
+fn authorization_server(state: &OAuthState) -> Value {
     let public = &state.config.public_url;
     json!({
         "issuer": public.as_str(),

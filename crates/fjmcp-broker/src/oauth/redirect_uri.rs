@@ -53,7 +53,7 @@ pub(crate) const MAX_REDIRECT_URI_LEN: usize = 2000;
 
 /// Private-use schemes without a dot that are accepted all the same, because
 /// widely used native MCP clients register them.
-pub(crate) const DOTLESS_APP_SCHEMES: &[&str] = &["cursor", "vscode", "vscode-insiders"];
+const DOTLESS_APP_SCHEMES: &[&str] = &["cursor", "vscode", "vscode-insiders"];
 
 /// Schemes refused whatever their form: they run script, read local files or
 /// name browser internals.

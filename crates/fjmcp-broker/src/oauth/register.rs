@@ -13,7 +13,7 @@ use crate::crypto::{hash_secret, mint_secret, random_id};
 use crate::store::{AuditEvent, ClientKind, NewClient};
 
 /// Prefix of registered client ids, telling them apart from metadata-document URLs.
-pub(crate) const CLIENT_ID_PREFIX: &str = "fjc_";
+const CLIENT_ID_PREFIX: &str = "fjc_";
 
 pub(crate) async fn register(State(state): State<OAuthState>, body: Bytes) -> Response {
     match register_client(&state, &body).await {

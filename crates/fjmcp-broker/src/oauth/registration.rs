@@ -43,15 +43,15 @@ use serde_json::{Map, Value};
 use super::redirect_uri;
 
 /// Most redirect URIs one client may register.
-pub(crate) const MAX_REDIRECT_URIS: usize = 20;
+const MAX_REDIRECT_URIS: usize = 20;
 /// Longest `client_name`, in characters.
-pub(crate) const MAX_CLIENT_NAME_CHARS: usize = 200;
+const MAX_CLIENT_NAME_CHARS: usize = 200;
 /// Longest URI or other string member, in characters.
-pub(crate) const MAX_STRING_LEN: usize = 2000;
+const MAX_STRING_LEN: usize = 2000;
 /// Most members in a request.
-pub(crate) const MAX_MEMBERS: usize = 64;
+const MAX_MEMBERS: usize = 64;
 /// Largest request, serialized as compact JSON.
-pub(crate) const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
 /// Most entries in `contacts`, `grant_types` or `response_types`.
 const MAX_LIST_LEN: usize = 20;
 

@@ -19,8 +19,8 @@ use crate::crypto::{
 use crate::store::{ClientRecord, CodeRedemption, GrantRecord, NewTokenPair, RefreshOutcome};
 
 /// Prefixes that tell an operator what a leaked value was.
-pub(crate) const ACCESS_TOKEN_PREFIX: &str = "fjat_";
-pub(crate) const REFRESH_TOKEN_PREFIX: &str = "fjrt_";
+const ACCESS_TOKEN_PREFIX: &str = "fjat_";
+const REFRESH_TOKEN_PREFIX: &str = "fjrt_";
 
 pub(crate) async fn token(
     State(state): State<OAuthState>,

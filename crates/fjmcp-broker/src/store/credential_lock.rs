@@ -11,8 +11,9 @@
 use sqlx::{Any, Transaction};
 
 use super::grants::revoke_grant_in;
-use super::users::{UpstreamCredential, UserIdentity, UserRecord, mark_dead_in};
+use super::users::{UserRecord, mark_dead_in};
 use super::{Backend, Store, StoreError, column};
+use crate::upstream::{UpstreamCredential, UserIdentity};
 
 /// A user's credential, held for a refresh until committed or dropped.
 #[derive(Debug)]

@@ -33,7 +33,7 @@ pub use authorizations::{
 pub use clients::{ClientKind, ClientRecord, NewClient};
 pub use grants::{GrantRecord, NewGrant};
 pub use tokens::{AccessTokenGrant, NewTokenPair, RefreshOutcome};
-pub use users::{UpstreamCredential, UserIdentity, UserRecord};
+pub use users::UserRecord;
 
 use crate::clock::Clock;
 use crate::config::StoreLocation;

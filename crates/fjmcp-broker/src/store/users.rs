@@ -11,24 +11,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column};
 use crate::crypto::SealContext;
-
-/// Who a Forgejo user is, as userinfo reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserIdentity {
-    /// Forgejo's `sub`: the numeric user id, as text. Stable across renames.
-    pub id: String,
-    /// The login name at the time of the last sign-in.
-    pub login: String,
-}
-
-/// A user's Forgejo tokens, in plaintext only while in memory.
-#[derive(Debug, Clone)]
-pub struct UpstreamCredential {
-    pub access_token: SecretString,
-    pub refresh_token: Option<SecretString>,
-    /// When Forgejo said the access token expires.
-    pub access_expires_at: i64,
-}
+use crate::upstream::{UpstreamCredential, UserIdentity};
 
 /// A user row, without the secrets.
 #[derive(Debug, Clone, PartialEq, Eq)]

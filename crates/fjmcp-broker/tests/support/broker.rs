@@ -1,5 +1,12 @@
 //! Starting the real `fjmcp-broker` binary for tests.
+//!
+//! The test binds the listening socket on port 0 and hands it to the broker as
+//! standard input (`FJMCP_LISTEN=stdin`, as systemd socket activation does), so
+//! the port is known before the broker starts and no other process can take
+//! it. A restarted broker gets the same socket again.
 
+use std::net::TcpListener;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -11,8 +18,13 @@ use tokio::process::{Child, Command};
 /// The broker binary built for this test run.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_fjmcp-broker");
 
+/// A listening socket on 127.0.0.1 with a port chosen by the system.
+pub fn listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
+}
+
 /// A `fjmcp-broker` command with a clean environment holding only the required
-/// settings, a SQLite store inside `dir`, and text logs.
+/// settings, a SQLite store inside `dir`, and JSON logs.
 pub fn command(dir: &Path) -> Command {
     let mut command = Command::new(BINARY);
     command
@@ -26,7 +38,7 @@ pub fn command(dir: &Path) -> Command {
             "FJMCP_STORE",
             format!("sqlite:{}", dir.join("broker.db").display()),
         )
-        .env("FJMCP_LISTEN", "127.0.0.1:0")
+        .env("FJMCP_LISTEN", "stdin")
         .env("FJMCP_LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -38,65 +50,100 @@ pub fn command(dir: &Path) -> Command {
 /// A running broker process.
 pub struct Broker {
     pub child: Child,
-    /// `http://127.0.0.1:PORT`, as it actually listens.
+    /// `http://127.0.0.1:PORT`, where it accepts.
     pub url: String,
     /// Every line the broker wrote to stderr so far.
     pub logs: Arc<Mutex<Vec<String>>>,
     pub dir: PathBuf,
+    /// The test's copy of the listening socket, for a restart.
+    listener: TcpListener,
+    /// The settings it was started with (besides the defaults of [`command`]).
+    env: Vec<(String, String)>,
     _tempdir: Option<tempfile::TempDir>,
 }
 
 impl Broker {
-    /// Starts the broker with the default test environment plus `env`.
+    /// Starts the broker with the default test environment plus `env`, on a
+    /// state directory of its own.
     pub async fn start(env: &[(&str, &str)]) -> Broker {
         let tempdir = tempfile::tempdir().unwrap();
-        let dir = tempdir.path().to_path_buf();
-        let mut broker = Broker::start_in(&dir, env).await;
+        let mut broker = Broker::start_on(listener(), tempdir.path(), env).await;
         broker._tempdir = Some(tempdir);
         broker
     }
 
     /// Starts the broker on state kept in `dir` (which outlives it).
     pub async fn start_in(dir: &Path, env: &[(&str, &str)]) -> Broker {
+        Broker::start_on(listener(), dir, env).await
+    }
+
+    /// Starts the broker accepting on `listener`, with state in `dir`.
+    pub async fn start_on(listener: TcpListener, dir: &Path, env: &[(&str, &str)]) -> Broker {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let mut command = command(dir);
         command.arg("serve");
-        for (key, value) in env {
+        let handed: OwnedFd = listener.try_clone().unwrap().into();
+        command.stdin(Stdio::from(handed));
+        for (key, value) in &env {
             command.env(key, value);
         }
         let mut child = command.spawn().expect("spawn fjmcp-broker");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
         tokio::spawn(async move {
-            let mut addr_tx = Some(addr_tx);
+            let mut ready_tx = Some(ready_tx);
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = listening_address(&line)
-                    && let Some(tx) = addr_tx.take()
+                if is_listening(&line)
+                    && let Some(tx) = ready_tx.take()
                 {
-                    let _ = tx.send(addr);
+                    let _ = tx.send(());
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
+        if tokio::time::timeout(Duration::from_secs(30), ready_rx)
             .await
             .ok()
             .and_then(Result::ok)
-            .unwrap_or_else(|| {
-                panic!(
-                    "broker did not start; logs:\n{}",
-                    logs.lock().unwrap().join("\n")
-                )
-            });
+            .is_none()
+        {
+            panic!(
+                "broker did not start; logs:\n{}",
+                logs.lock().unwrap().join("\n")
+            );
+        }
         Broker {
             child,
-            url: format!("http://{addr}"),
+            url,
             logs,
             dir: dir.to_path_buf(),
+            listener,
+            env,
             _tempdir: None,
         }
+    }
+
+    /// Stops this broker (SIGTERM) and starts a new one on the same socket,
+    /// state and settings. Returns the stopped one, which may own the state
+    /// directory: keep it until the test ends.
+    pub async fn restart(&mut self) -> Broker {
+        self.terminate();
+        self.child.wait().await.unwrap();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let listener = self.listener.try_clone().unwrap();
+        let restarted = Broker::start_on(listener, &self.dir.clone(), &env).await;
+        std::mem::replace(self, restarted)
     }
 
     /// All stderr lines so far, joined.
@@ -115,11 +162,10 @@ impl Broker {
     }
 }
 
-/// The address from the broker's `listening` log line, if this is it.
-fn listening_address(line: &str) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-    if value.get("message")?.as_str()? != "listening" {
-        return None;
-    }
-    value.get("addr")?.as_str().map(str::to_string)
+/// Whether this is the broker's `listening` log line.
+fn is_listening(line: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(|m| m == "listening"))
+        .unwrap_or(false)
 }

@@ -7,7 +7,7 @@ use fjmcp_broker::clock::{Clock, ManualClock};
 use fjmcp_broker::config::StoreLocation;
 use fjmcp_broker::crypto::{Sealer, SealingKey};
 use fjmcp_broker::store::Store;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::{Connection, Executor};
 
 /// The environment variable naming a PostgreSQL server (any database on it) to test against.
@@ -78,6 +78,30 @@ impl TestDatabase {
         Store::open(&self.location, sealer, clock)
             .await
             .unwrap_or_else(|e| panic!("{}: open store: {e}", self.label))
+    }
+
+    /// Waits until `n` sessions of this (PostgreSQL) database wait for a lock.
+    pub async fn wait_for_lock_waiters(&self, n: i64) {
+        let StoreLocation::Postgres(url) = &self.location else {
+            panic!("only PostgreSQL has row locks to wait for");
+        };
+        let mut conn = sqlx::AnyConnection::connect(url.expose_secret())
+            .await
+            .unwrap();
+        for _ in 0..1000 {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            if waiting >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        panic!("no session started waiting for a lock");
     }
 
     pub async fn open(&self) -> Store {

@@ -6,4 +6,5 @@
 pub mod broker;
 pub mod children;
 pub mod databases;
+pub mod mcp;
 pub mod oauth;

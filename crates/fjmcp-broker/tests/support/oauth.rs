@@ -17,15 +17,6 @@ pub const CLAUDE_CALLBACK: &str = "https://claude.ai/api/mcp/auth_callback";
 pub const BROKER_CLIENT_ID: &str = "fjmcp-broker";
 pub const BROKER_CLIENT_SECRET: &str = "fjmcp-broker-secret";
 
-/// A free port on 127.0.0.1 (bound and released; the broker binds it next).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub struct Stack {
     pub double: ForgejoDouble,
     pub broker: Broker,
@@ -33,6 +24,8 @@ pub struct Stack {
     pub issuer: String,
     /// Follows no redirects: every hop is checked by the tests.
     pub http: reqwest::Client,
+    /// The broker's state (SQLite file, sealing key), across restarts.
+    _state: tempfile::TempDir,
 }
 
 /// One authorization attempt's client-side secrets.
@@ -74,11 +67,19 @@ pub enum Landing {
 }
 
 impl Stack {
+    /// The double (users alice and bob, the broker's app) and the broker with
+    /// the test settings plus `env`.
     pub async fn start(env: &[(&str, &str)]) -> Stack {
-        let port = free_port();
-        let issuer = format!("http://127.0.0.1:{port}");
+        Stack::start_with(env, |config| config).await
+    }
+
+    /// As [`Stack::start`], with the double's configuration adjusted by
+    /// `double` (token lifetimes, rotation).
+    pub async fn start_with(env: &[(&str, &str)], double: impl FnOnce(Config) -> Config) -> Stack {
+        let listener = super::broker::listener();
+        let issuer = format!("http://{}", listener.local_addr().unwrap());
         let callback = format!("{issuer}/oauth/callback");
-        let double = ForgejoDouble::start(
+        let double = ForgejoDouble::start(double(
             Config::default()
                 .with_user(User::new(1, "alice", "alice-password"))
                 .with_user(User::new(2, "bob", "bob-password"))
@@ -87,20 +88,19 @@ impl Stack {
                     BROKER_CLIENT_SECRET,
                     &[&callback],
                 )),
-        )
+        ))
         .await
         .unwrap();
-        let listen = format!("127.0.0.1:{port}");
         let forgejo = double.url();
         let mut all: Vec<(&str, &str)> = vec![
             ("FJMCP_PUBLIC_URL", &issuer),
-            ("FJMCP_LISTEN", &listen),
             ("FJMCP_FORGEJO_URL", &forgejo),
             ("FJMCP_FORGEJO_CLIENT_ID", BROKER_CLIENT_ID),
             ("FJMCP_FORGEJO_CLIENT_SECRET", BROKER_CLIENT_SECRET),
         ];
         all.extend_from_slice(env);
-        let broker = Broker::start(&all).await;
+        let state = tempfile::tempdir().unwrap();
+        let broker = Broker::start_on(listener, state.path(), &all).await;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -110,6 +110,7 @@ impl Stack {
             broker,
             issuer,
             http,
+            _state: state,
         }
     }
 

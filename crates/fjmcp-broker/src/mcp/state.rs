@@ -1,0 +1,41 @@
+//! What the `/mcp` handlers share.
+
+use std::sync::Arc;
+
+use tokio_util::task::TaskTracker;
+
+use super::cancellations::Cancellations;
+use crate::children::Pool;
+use crate::config::Config;
+use crate::store::Store;
+
+/// What the `/mcp` handlers need.
+#[derive(Debug, Clone)]
+pub(crate) struct McpState {
+    pub(crate) config: Arc<Config>,
+    /// 2025-era sessions and, for long-lived streams, their grants.
+    pub(crate) store: Store,
+    /// One stdio child per Forgejo user.
+    pub(crate) pool: Pool,
+    /// In-flight 2025-era requests a client may cancel, and open streams.
+    pub(crate) cancellations: Cancellations,
+    /// Owns every stream's producer task, so shutdown waits for them.
+    pub(crate) tasks: TaskTracker,
+}
+
+impl McpState {
+    pub(crate) fn new(config: Arc<Config>, store: Store, pool: Pool, tasks: TaskTracker) -> Self {
+        McpState {
+            config,
+            store,
+            pool,
+            cancellations: Cancellations::default(),
+            tasks,
+        }
+    }
+
+    /// Ends every open stream, so none holds the shutdown drain.
+    pub(crate) fn end_streams(&self) {
+        self.cancellations.shut_down();
+    }
+}
