@@ -1,5 +1,6 @@
 // Starts and stops the processes an end-to-end test needs: the Forgejo test
-// double and the real fjmcp-broker binary, with a chosen MCP child command.
+// double and the real fjmcp-broker binary, with a chosen MCP child command,
+// optionally behind a reverse proxy (e2e/deploy runs the deploy/ recipes so).
 //
 // Binaries come from $FJMCP_BIN_DIR (default: <repo>/target/debug, where
 // <repo> is two levels above this directory). Every stack gets its own
@@ -166,6 +167,11 @@ class Proc {
  * options.childCommand: the broker's FJMCP_CHILD_COMMAND (default: the fixture child)
  * options.brokerEnv:    extra FJMCP_* variables
  * options.doubleArgs:   extra forgejo-double flags (e.g. ['--auto-login', 'bob'])
+ * options.proxy:        a reverse proxy in front of the broker, as in production:
+ *                       { name, start({ listenPort, upstreamPort, dir }) → { command, args, env } }
+ *                       (may be async). The proxy's URL becomes the broker's public URL
+ *                       (stack.issuer; FJMCP_PUBLIC_URL) while the broker listens on a port of
+ *                       its own (stack.brokerUrl), so every client request goes through the proxy.
  */
 export async function startStack(options = {}) {
   const childCommand = options.childCommand ?? fixtureChildCommand();
@@ -173,11 +179,15 @@ export async function startStack(options = {}) {
   const doubleBin = binary('forgejo-double');
   const dir = mkdtempSync(join(tmpdir(), 'fjmcp-e2e-ts-'));
   const port = await freePort();
-  const issuer = `http://127.0.0.1:${port}`;
+  const proxyPort = options.proxy ? await freePort() : undefined;
+  const brokerUrl = `http://127.0.0.1:${port}`;
+  const issuer = `http://127.0.0.1:${proxyPort ?? port}`;
   const procs = [];
   const stack = {
     dir,
     issuer,
+    /** Where the broker itself listens (the issuer too, unless there is a proxy). */
+    brokerUrl,
     mcpUrl: `${issuer}/mcp`,
     forgejoUrl: undefined,
     procs,
@@ -227,7 +237,15 @@ export async function startStack(options = {}) {
     procs.push(broker);
     await broker.waitForLine(/"message":"listening"/);
     // Belt and braces: the listening line comes right after bind; make sure HTTP answers.
-    await waitForHealth(`${issuer}/healthz`, broker);
+    await waitForHealth(`${brokerUrl}/healthz`, broker);
+
+    if (options.proxy) {
+      const proxyDir = join(dir, options.proxy.name);
+      const spec = await options.proxy.start({ listenPort: proxyPort, upstreamPort: port, dir: proxyDir });
+      const proxy = new Proc(options.proxy.name, spec.command, spec.args, spec.env ?? { PATH: process.env.PATH });
+      procs.push(proxy);
+      await waitForHealth(`${issuer}/healthz`, proxy);
+    }
     return stack;
   } catch (error) {
     await stack.stop();
