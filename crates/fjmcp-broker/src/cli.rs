@@ -90,7 +90,7 @@ pub struct SettingFlags {
     /// Child command, split like a shell would but never run through one [env: FJMCP_CHILD_COMMAND] [default: forgejo-mcp --transport stdio]
     #[arg(long, value_name = "COMMAND")]
     pub child_command: Option<String>,
-    /// Comma-separated names of broker environment variables children inherit [env: FJMCP_CHILD_ENV] [default: PATH,HOME,LANG,TZ]
+    /// Comma-separated names of broker environment variables children inherit (never FORGEJO_* or FJMCP_*; HOME and TMPDIR are each child's own) [env: FJMCP_CHILD_ENV] [default: PATH,LANG,TZ]
     #[arg(long, value_name = "NAMES")]
     pub child_env: Option<String>,
     /// Stop a user's child after this long unused [env: FJMCP_IDLE_TIMEOUT] [default: 15m]
@@ -111,10 +111,10 @@ pub struct SettingFlags {
     /// Most requests in flight on one child [env: FJMCP_MAX_IN_FLIGHT_PER_CHILD] [default: 32]
     #[arg(long, value_name = "N")]
     pub max_in_flight_per_child: Option<String>,
-    /// Address-space limit of each child, e.g. 2GiB [env: FJMCP_CHILD_LIMIT_ADDRESS_SPACE]
+    /// Address-space limit of each child, e.g. 2GiB, or `unlimited` [env: FJMCP_CHILD_LIMIT_ADDRESS_SPACE] [default: 8GiB]
     #[arg(long, value_name = "SIZE")]
     pub child_limit_address_space: Option<String>,
-    /// Open-files limit of each child [env: FJMCP_CHILD_LIMIT_OPEN_FILES]
+    /// Open-files limit of each child, or `unlimited` [env: FJMCP_CHILD_LIMIT_OPEN_FILES] [default: 1024]
     #[arg(long, value_name = "N")]
     pub child_limit_open_files: Option<String>,
     /// CPU-time limit of each child, e.g. 1h [env: FJMCP_CHILD_LIMIT_CPU]
@@ -147,6 +147,46 @@ pub struct SettingFlags {
     /// How long in-flight requests may finish after SIGTERM [env: FJMCP_SHUTDOWN_GRACE] [default: 10s]
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    // Hardening (issue 12).
+    /// Reverse proxies whose X-Forwarded-For names the client, comma-separated addresses or networks, or `none` [env: FJMCP_TRUSTED_PROXIES] [default: 127.0.0.1,::1]
+    #[arg(long, value_name = "NETWORKS")]
+    pub trusted_proxies: Option<String>,
+    /// Requests per client IP on each of /oauth/register, /oauth/authorize and /oauth/token, e.g. 120/min, or `off` [env: FJMCP_RATE_LIMIT_PER_IP] [default: 120/min]
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit_per_ip: Option<String>,
+    /// Requests from everyone together on each of those endpoints, or `off` [env: FJMCP_RATE_LIMIT_GLOBAL] [default: 1200/min]
+    #[arg(long, value_name = "RATE")]
+    pub rate_limit_global: Option<String>,
+    /// Most open connections; more are answered 503 [env: FJMCP_MAX_CONNECTIONS] [default: 1024]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<String>,
+    /// Time a client has to send a request's headers (also ends idle keep-alive connections) [env: FJMCP_HEADER_READ_TIMEOUT] [default: 30s]
+    #[arg(long, value_name = "DURATION")]
+    pub header_read_timeout: Option<String>,
+    /// A registered client that never obtained a grant is deleted after this long [env: FJMCP_UNUSED_CLIENT_LIFETIME] [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    pub unused_client_lifetime: Option<String>,
+    /// Audit events older than this are deleted [env: FJMCP_AUDIT_RETENTION] [default: 90d]
+    #[arg(long, value_name = "DURATION")]
+    pub audit_retention: Option<String>,
+    /// Most open long-lived /mcp streams per grant [env: FJMCP_MAX_STREAMS_PER_GRANT] [default: 32]
+    #[arg(long, value_name = "N")]
+    pub max_streams_per_grant: Option<String>,
+    /// Most open long-lived /mcp streams per user [env: FJMCP_MAX_STREAMS_PER_USER] [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_streams_per_user: Option<String>,
+    /// Run children as this user: a name, UID or UID:GID (needs root or CAP_SETUID, CAP_SETGID, CAP_CHOWN) [env: FJMCP_CHILD_USER]
+    #[arg(long, value_name = "USER")]
+    pub child_user: Option<String>,
+    /// Process (and thread) limit of each child's user, or `unlimited` [env: FJMCP_CHILD_LIMIT_PROCESSES] [default: 8192 with --child-user]
+    #[arg(long, value_name = "N")]
+    pub child_limit_processes: Option<String>,
+    /// Directory in which the broker makes its private directory for children [env: FJMCP_CHILD_WORK_DIR] [default: $RUNTIME_DIRECTORY, else $TMPDIR, else /tmp]
+    #[arg(long, value_name = "DIR")]
+    pub child_work_dir: Option<String>,
+    /// Allow an http:// Forgejo URL on another host (tokens and the client secret travel unencrypted) [env: FJMCP_FORGEJO_ALLOW_HTTP] [default: false]
+    #[arg(long, value_name = "BOOL")]
+    pub forgejo_allow_http: Option<String>,
 }
 
 impl SettingFlags {
@@ -193,6 +233,19 @@ impl SettingFlags {
             (MAX_BODY_SIZE, &self.max_body_size),
             (REQUEST_TIMEOUT, &self.request_timeout),
             (SHUTDOWN_GRACE, &self.shutdown_grace),
+            (TRUSTED_PROXIES, &self.trusted_proxies),
+            (RATE_LIMIT_PER_IP, &self.rate_limit_per_ip),
+            (RATE_LIMIT_GLOBAL, &self.rate_limit_global),
+            (MAX_CONNECTIONS, &self.max_connections),
+            (HEADER_READ_TIMEOUT, &self.header_read_timeout),
+            (UNUSED_CLIENT_LIFETIME, &self.unused_client_lifetime),
+            (AUDIT_RETENTION, &self.audit_retention),
+            (MAX_STREAMS_PER_GRANT, &self.max_streams_per_grant),
+            (MAX_STREAMS_PER_USER, &self.max_streams_per_user),
+            (CHILD_USER, &self.child_user),
+            (CHILD_LIMIT_PROCESSES, &self.child_limit_processes),
+            (CHILD_WORK_DIR, &self.child_work_dir),
+            (FORGEJO_ALLOW_HTTP, &self.forgejo_allow_http),
         ]
         .into_iter()
         .filter_map(|(setting, value)| value.clone().map(|v| (setting, v)))

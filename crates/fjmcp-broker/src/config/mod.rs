@@ -5,6 +5,7 @@
 //! port or opens the store. Invariant: only this module reads the process
 //! environment for settings, through [`Environment`], so tests inject a map.
 
+mod hardening;
 pub(crate) mod settings;
 mod units;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+pub use hardening::{IpNet, Rate, UnixUser};
 pub(crate) use settings::Setting;
 pub(crate) use units::{parse_duration, parse_size};
 
@@ -262,6 +264,11 @@ pub struct OAuthSettings {
     pub refresh_reuse_grace: Duration,
     /// TEST ONLY: fetch client ID metadata documents over http from loopback hosts.
     pub client_metadata_allow_loopback_http: bool,
+    /// A registered client that never obtained a grant is deleted this long
+    /// after its registration (anonymous registrations must not pile up).
+    pub unused_client_lifetime: Duration,
+    /// Audit events older than this are deleted.
+    pub audit_retention: Duration,
 }
 
 /// How children are started, kept and limited.
@@ -285,13 +292,21 @@ pub struct ChildSettings {
     pub max_children: usize,
     /// Most requests in flight on one child.
     pub max_in_flight_per_child: usize,
-    /// Each child gets a private directory below this one (per broker
-    /// process, so two brokers on one machine never share it).
+    /// Each child gets a private directory below this one. It does not exist
+    /// yet: its name is random (below `child_work_dir`, `$RUNTIME_DIRECTORY`,
+    /// `$TMPDIR` or `/tmp`) and the broker creates it exclusively at start,
+    /// owned by itself and private (`children::create_work_root`).
     pub work_root: PathBuf,
     /// Optional resource limits for each child.
     pub limit_address_space_bytes: Option<u64>,
     pub limit_open_files: Option<u64>,
     pub limit_cpu_seconds: Option<u64>,
+    /// `RLIMIT_NPROC`: counts every process and thread of the child's user.
+    pub limit_processes: Option<u64>,
+    /// Run children as this user instead of the broker's (needs root or
+    /// CAP_SETUID, CAP_SETGID and CAP_CHOWN), so a child cannot read the
+    /// broker's memory, environment, store or sealing key.
+    pub run_as: Option<UnixUser>,
 }
 
 /// The MCP endpoint's sessions and request screening.
@@ -306,6 +321,10 @@ pub struct McpSettings {
     /// `Host` values accepted besides the public URL's own (e.g. behind a proxy
     /// that rewrites it). Guards against DNS rebinding.
     pub allowed_hosts: Vec<String>,
+    /// Most long-lived streams (standalone `GET /mcp`, `subscriptions/listen`)
+    /// open at once for one grant, and for one user.
+    pub max_streams_per_grant: usize,
+    pub max_streams_per_user: usize,
 }
 
 /// Log output style.
@@ -326,6 +345,17 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// How long in-flight requests may run after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Most connections open at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// A client must send a request's headers within this long (it also ends
+    /// idle keep-alive connections), so slow clients cannot hold connections.
+    pub header_read_timeout: Duration,
+    /// Peers whose `X-Forwarded-For` names the client (reverse proxies).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Requests per client IP, and for everyone together, on each of
+    /// `/oauth/register`, `/oauth/authorize` and `/oauth/token`; `None` is off.
+    pub rate_limit_per_ip: Option<Rate>,
+    pub rate_limit_global: Option<Rate>,
 }
 
 /// The validated configuration.
@@ -447,13 +477,49 @@ impl Validator<'_> {
         let refresh_lead = self.parse(REFRESH_LEAD, parse_duration);
         let max_children = self.parse(MAX_CHILDREN, positive_count);
         let max_in_flight = self.parse(MAX_IN_FLIGHT_PER_CHILD, positive_count);
-        let limit_as = self.optional(CHILD_LIMIT_ADDRESS_SPACE, parse_size);
-        let limit_files = self.optional(CHILD_LIMIT_OPEN_FILES, |s| {
-            positive_count(s).map(|n| n as u64)
+        let limit_as = self
+            .optional(CHILD_LIMIT_ADDRESS_SPACE, |s| unlimited_or(s, parse_size))
+            .map(Option::flatten);
+        let limit_files = self
+            .optional(CHILD_LIMIT_OPEN_FILES, |s| {
+                unlimited_or(s, |s| positive_count(s).map(|n| n as u64))
+            })
+            .map(Option::flatten);
+        let limit_cpu = self
+            .optional(CHILD_LIMIT_CPU, |s| {
+                unlimited_or(s, |s| positive_duration(s).map(|d| d.as_secs().max(1)))
+            })
+            .map(Option::flatten);
+        let run_as = self.optional(CHILD_USER, |s| {
+            let passwd = std::fs::read_to_string("/etc/passwd").ok();
+            hardening::parse_child_user(s, passwd.as_deref())
         });
-        let limit_cpu = self.optional(CHILD_LIMIT_CPU, |s| {
-            positive_duration(s).map(|d| d.as_secs().max(1))
-        });
+        // RLIMIT_NPROC counts every process and thread of the child's user: a
+        // default only makes sense when that user is the children's own.
+        let limit_processes = match (self.layers.get(CHILD_LIMIT_PROCESSES), &run_as) {
+            (None, Some(Some(_))) => Some(Some(DEFAULT_CHILD_PROCESSES)),
+            _ => self
+                .optional(CHILD_LIMIT_PROCESSES, |s| {
+                    unlimited_or(s, |s| positive_count(s).map(|n| n as u64))
+                })
+                .map(Option::flatten),
+        };
+        let work_parent = self.optional(CHILD_WORK_DIR, |s| non_empty(s).map(PathBuf::from));
+        let trusted_proxies = self.parse(TRUSTED_PROXIES, hardening::parse_trusted_proxies);
+        let rate_limit_per_ip = self.parse(RATE_LIMIT_PER_IP, hardening::parse_rate);
+        let rate_limit_global = self.parse(RATE_LIMIT_GLOBAL, hardening::parse_rate);
+        let max_connections = self.parse(MAX_CONNECTIONS, positive_count);
+        let header_read_timeout = self.parse(HEADER_READ_TIMEOUT, positive_duration);
+        let unused_client_lifetime = self.parse(UNUSED_CLIENT_LIFETIME, positive_duration);
+        let audit_retention = self.parse(AUDIT_RETENTION, positive_duration);
+        let max_streams_per_grant = self.parse(MAX_STREAMS_PER_GRANT, positive_count);
+        let max_streams_per_user = self.parse(MAX_STREAMS_PER_USER, positive_count);
+        let forgejo_allow_http = self.parse(FORGEJO_ALLOW_HTTP, parse_bool);
+        if let (Some(url), Some(allow)) = (&forgejo_url, forgejo_allow_http)
+            && let Err(why) = hardening::check_forgejo_scheme(url, allow)
+        {
+            self.problems.push(format!("forgejo_url: {why}"));
+        }
         let log_format = self.parse(LOG_FORMAT, |s| match s {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -504,6 +570,8 @@ impl Validator<'_> {
                 refresh_token_lifetime: refresh_token_lifetime?,
                 refresh_reuse_grace: refresh_reuse_grace?,
                 client_metadata_allow_loopback_http: allow_loopback_http?,
+                unused_client_lifetime: unused_client_lifetime?,
+                audit_retention: audit_retention?,
             },
             children: ChildSettings {
                 command: command?,
@@ -513,12 +581,11 @@ impl Validator<'_> {
                     .filter_map(|name| self.env.var(name).map(|value| (name.clone(), value)))
                     .collect(),
                 env_allow_list: env_allow_list?,
-                work_root: self
-                    .env
-                    .var("TMPDIR")
-                    .filter(|dir| !dir.is_empty())
-                    .map_or_else(|| PathBuf::from("/tmp"), PathBuf::from)
-                    .join(format!("fjmcp-broker-{}", std::process::id())),
+                work_root: hardening::work_root_in(&hardening::work_parent(
+                    work_parent?,
+                    self.env.var("RUNTIME_DIRECTORY"),
+                    self.env.var("TMPDIR"),
+                )),
                 idle_timeout: idle_timeout?,
                 reap_interval: reap_interval?,
                 rotate_interval: rotate_interval?,
@@ -528,12 +595,16 @@ impl Validator<'_> {
                 limit_address_space_bytes: limit_as?,
                 limit_open_files: limit_files?,
                 limit_cpu_seconds: limit_cpu?,
+                limit_processes: limit_processes?,
+                run_as: run_as?,
             },
             mcp: McpSettings {
                 session_idle_timeout: session_idle_timeout?,
                 max_sessions_per_user: max_sessions?,
                 allowed_origins: allowed_origins?.unwrap_or_default(),
                 allowed_hosts: allowed_hosts?.unwrap_or_default(),
+                max_streams_per_grant: max_streams_per_grant?,
+                max_streams_per_user: max_streams_per_user?,
             },
             log_format: log_format?,
             log_level: log_level?,
@@ -541,6 +612,11 @@ impl Validator<'_> {
                 max_body_bytes: max_body_bytes?,
                 request_timeout: request_timeout?,
                 shutdown_grace: shutdown_grace?,
+                max_connections: max_connections?,
+                header_read_timeout: header_read_timeout?,
+                trusted_proxies: trusted_proxies?,
+                rate_limit_per_ip: rate_limit_per_ip?,
+                rate_limit_global: rate_limit_global?,
             },
         })
     }
@@ -669,6 +745,22 @@ fn parse_origins(s: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// `RLIMIT_NPROC` of each child when children run as their own user and no
+/// limit is configured: room for every child's threads, none for a fork bomb.
+const DEFAULT_CHILD_PROCESSES: u64 = 8192;
+
+/// `unlimited` (no limit: `None`), or what `parse` makes of the text.
+fn unlimited_or<T>(
+    s: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    if s.trim().eq_ignore_ascii_case("unlimited") {
+        Ok(None)
+    } else {
+        parse(s).map(Some)
+    }
+}
+
 fn positive_count(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
@@ -784,6 +876,13 @@ fn parse_env_names(s: &str) -> Result<Vec<String>, String> {
             // The broker sets FORGEJO_URL and FORGEJO_ACCESS_TOKEN per child itself.
             return Err(format!(
                 "`{name}`: FORGEJO_* variables are set by the broker for each child"
+            ));
+        }
+        if name.starts_with("FJMCP_") {
+            // The broker's own settings: its client secret, store URL (with a
+            // database password) and the like are never a child's business.
+            return Err(format!(
+                "`{name}`: FJMCP_* variables are the broker's own settings and never passed to children"
             ));
         }
         names.push(name.to_string());

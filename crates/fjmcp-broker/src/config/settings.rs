@@ -165,6 +165,68 @@ pub(crate) const ALLOWED_ORIGINS: Setting = setting(
 pub(crate) const ALLOWED_HOSTS: Setting =
     setting("allowed_hosts", "--allowed-hosts", "FJMCP_ALLOWED_HOSTS");
 
+// Hardening (issue 12): limits on anonymous endpoints and on the HTTP server,
+// retention of what anonymous callers leave behind, caps on open streams, and
+// how children are isolated from the broker and from each other.
+pub(crate) const TRUSTED_PROXIES: Setting = setting(
+    "trusted_proxies",
+    "--trusted-proxies",
+    "FJMCP_TRUSTED_PROXIES",
+);
+pub(crate) const RATE_LIMIT_PER_IP: Setting = setting(
+    "rate_limit_per_ip",
+    "--rate-limit-per-ip",
+    "FJMCP_RATE_LIMIT_PER_IP",
+);
+pub(crate) const RATE_LIMIT_GLOBAL: Setting = setting(
+    "rate_limit_global",
+    "--rate-limit-global",
+    "FJMCP_RATE_LIMIT_GLOBAL",
+);
+pub(crate) const MAX_CONNECTIONS: Setting = setting(
+    "max_connections",
+    "--max-connections",
+    "FJMCP_MAX_CONNECTIONS",
+);
+pub(crate) const HEADER_READ_TIMEOUT: Setting = setting(
+    "header_read_timeout",
+    "--header-read-timeout",
+    "FJMCP_HEADER_READ_TIMEOUT",
+);
+pub(crate) const UNUSED_CLIENT_LIFETIME: Setting = setting(
+    "unused_client_lifetime",
+    "--unused-client-lifetime",
+    "FJMCP_UNUSED_CLIENT_LIFETIME",
+);
+pub(crate) const AUDIT_RETENTION: Setting = setting(
+    "audit_retention",
+    "--audit-retention",
+    "FJMCP_AUDIT_RETENTION",
+);
+pub(crate) const MAX_STREAMS_PER_GRANT: Setting = setting(
+    "max_streams_per_grant",
+    "--max-streams-per-grant",
+    "FJMCP_MAX_STREAMS_PER_GRANT",
+);
+pub(crate) const MAX_STREAMS_PER_USER: Setting = setting(
+    "max_streams_per_user",
+    "--max-streams-per-user",
+    "FJMCP_MAX_STREAMS_PER_USER",
+);
+pub(crate) const CHILD_USER: Setting = setting("child_user", "--child-user", "FJMCP_CHILD_USER");
+pub(crate) const CHILD_LIMIT_PROCESSES: Setting = setting(
+    "child_limit_processes",
+    "--child-limit-processes",
+    "FJMCP_CHILD_LIMIT_PROCESSES",
+);
+pub(crate) const CHILD_WORK_DIR: Setting =
+    setting("child_work_dir", "--child-work-dir", "FJMCP_CHILD_WORK_DIR");
+pub(crate) const FORGEJO_ALLOW_HTTP: Setting = setting(
+    "forgejo_allow_http",
+    "--forgejo-allow-http",
+    "FJMCP_FORGEJO_ALLOW_HTTP",
+);
+
 /// The TOML file itself is named by flag or environment only.
 pub(crate) const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
 
@@ -206,6 +268,20 @@ pub(crate) const ALL: &[Setting] = &[
     MAX_BODY_SIZE,
     REQUEST_TIMEOUT,
     SHUTDOWN_GRACE,
+    // Hardening (issue 12).
+    TRUSTED_PROXIES,
+    RATE_LIMIT_PER_IP,
+    RATE_LIMIT_GLOBAL,
+    MAX_CONNECTIONS,
+    HEADER_READ_TIMEOUT,
+    UNUSED_CLIENT_LIFETIME,
+    AUDIT_RETENTION,
+    MAX_STREAMS_PER_GRANT,
+    MAX_STREAMS_PER_USER,
+    CHILD_USER,
+    CHILD_LIMIT_PROCESSES,
+    CHILD_WORK_DIR,
+    FORGEJO_ALLOW_HTTP,
 ];
 
 /// Defaults for settings that have one (the others are required or optional).
@@ -214,7 +290,8 @@ pub(crate) fn default_for(setting: Setting) -> Option<&'static str> {
         "listen" => "127.0.0.1:8080",
         "store" => "sqlite:fjmcp-broker.db",
         "child_command" => "forgejo-mcp --transport stdio",
-        "child_env" => "PATH,HOME,LANG,TZ",
+        // HOME and TMPDIR are each child's own (children/process.rs), never the broker's.
+        "child_env" => "PATH,LANG,TZ",
         "log_format" => "json",
         "log_level" => "info",
         "max_body_size" => "1MiB",
@@ -233,6 +310,20 @@ pub(crate) fn default_for(setting: Setting) -> Option<&'static str> {
         "max_in_flight_per_child" => "32",
         "session_idle_timeout" => "24h",
         "max_sessions_per_user" => "100",
+        // Hardening (issue 12); the reasons for each default are in README's
+        // configuration table and "Security model".
+        "child_limit_address_space" => "8GiB",
+        "child_limit_open_files" => "1024",
+        "trusted_proxies" => "127.0.0.1,::1",
+        "rate_limit_per_ip" => "120/min",
+        "rate_limit_global" => "1200/min",
+        "max_connections" => "1024",
+        "header_read_timeout" => "30s",
+        "unused_client_lifetime" => "24h",
+        "audit_retention" => "90d",
+        "max_streams_per_grant" => "32",
+        "max_streams_per_user" => "64",
+        "forgejo_allow_http" => "false",
         _ => return None,
     })
 }

@@ -45,10 +45,7 @@ fn defaults_apply_and_required_settings_parse() {
         config.children.command,
         vec!["forgejo-mcp", "--transport", "stdio"]
     );
-    assert_eq!(
-        config.children.env_allow_list,
-        vec!["PATH", "HOME", "LANG", "TZ"]
-    );
+    assert_eq!(config.children.env_allow_list, vec!["PATH", "LANG", "TZ"]);
     assert_eq!(config.sealing_key.path, dir.path().join("b.db.sealing-key"));
     assert!(config.sealing_key.generate_if_missing);
     assert_eq!(config.log_format, LogFormat::Json);
@@ -57,7 +54,97 @@ fn defaults_apply_and_required_settings_parse() {
     assert_eq!(config.children.idle_timeout, Duration::from_secs(900));
     assert_eq!(config.children.reap_interval, Duration::from_secs(30));
     assert_eq!(config.children.refresh_lead, Duration::from_secs(300));
-    assert_eq!(config.children.limit_open_files, None);
+    assert_eq!(config.children.limit_open_files, Some(1024));
+    assert_eq!(config.children.limit_address_space_bytes, Some(8 << 30));
+    assert_eq!(
+        config.children.limit_processes, None,
+        "not without child_user"
+    );
+    assert_eq!(config.children.run_as, None);
+    assert_eq!(config.http.max_connections, 1024);
+    assert_eq!(config.http.header_read_timeout, Duration::from_secs(30));
+    assert_eq!(config.http.trusted_proxies.len(), 2);
+    assert_eq!(
+        config.http.rate_limit_per_ip,
+        Some(Rate {
+            count: 120,
+            per: Duration::from_secs(60)
+        })
+    );
+    assert_eq!(
+        config.oauth.unused_client_lifetime,
+        Duration::from_secs(86_400)
+    );
+    assert_eq!(config.mcp.max_streams_per_grant, 32);
+}
+
+#[test]
+fn hardening_settings_parse_and_limits_can_be_lifted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = required_env(dir.path());
+    e.insert("FJMCP_CHILD_USER".into(), "990:985".into());
+    e.insert("FJMCP_CHILD_LIMIT_ADDRESS_SPACE".into(), "unlimited".into());
+    e.insert("FJMCP_RATE_LIMIT_GLOBAL".into(), "off".into());
+    e.insert("FJMCP_TRUSTED_PROXIES".into(), "none".into());
+    e.insert("FJMCP_CHILD_WORK_DIR".into(), "/srv/fjmcp".into());
+    let (config, _) = load(&[], None, &e).unwrap();
+    assert_eq!(
+        config.children.run_as,
+        Some(UnixUser { uid: 990, gid: 985 })
+    );
+    assert_eq!(
+        config.children.limit_processes,
+        Some(8192),
+        "default with child_user"
+    );
+    assert_eq!(config.children.limit_address_space_bytes, None);
+    assert_eq!(config.http.rate_limit_global, None);
+    assert!(config.http.trusted_proxies.is_empty());
+    assert!(config.children.work_root.starts_with("/srv/fjmcp"));
+
+    let mut bad = required_env(dir.path());
+    for (name, value) in [
+        ("FJMCP_CHILD_USER", "0"),
+        ("FJMCP_RATE_LIMIT_PER_IP", "lots"),
+        ("FJMCP_TRUSTED_PROXIES", "proxy.local"),
+        ("FJMCP_MAX_CONNECTIONS", "0"),
+        ("FJMCP_MAX_STREAMS_PER_USER", "x"),
+    ] {
+        bad.insert(name.into(), value.into());
+    }
+    let p = problems(load(&[], None, &bad));
+    assert_eq!(p.len(), 5, "every problem at once: {p:?}");
+}
+
+#[test]
+fn the_child_work_root_is_unpredictable_and_follows_the_runtime_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = required_env(dir.path());
+    e.insert("RUNTIME_DIRECTORY".into(), "/run/fjmcp-broker".into());
+    let (first, _) = load(&[], None, &e).unwrap();
+    let (second, _) = load(&[], None, &e).unwrap();
+    assert!(first.children.work_root.starts_with("/run/fjmcp-broker"));
+    assert_ne!(
+        first.children.work_root, second.children.work_root,
+        "not derived from the pid: another local user cannot prepare it"
+    );
+}
+
+#[test]
+fn plain_http_to_a_remote_forgejo_needs_an_explicit_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = required_env(dir.path());
+    e.insert(
+        "FJMCP_FORGEJO_URL".into(),
+        "http://forgejo.internal:3000".into(),
+    );
+    let p = problems(load(&[], None, &e));
+    assert!(p[0].contains("forgejo_allow_http"), "{p:?}");
+    e.insert("FJMCP_FORGEJO_ALLOW_HTTP".into(), "true".into());
+    assert!(load(&[], None, &e).is_ok());
+    e.insert("FJMCP_FORGEJO_URL".into(), "http://127.0.0.1:3000".into());
+    e.remove("FJMCP_FORGEJO_ALLOW_HTTP");
+    assert!(load(&[], None, &e).is_ok(), "loopback http stays allowed");
 }
 
 #[test]
@@ -297,6 +384,9 @@ fn child_command_and_env_names() {
     );
     assert!(parse_env_names("PATH,1BAD").is_err());
     assert!(parse_env_names("FORGEJO_ACCESS_TOKEN").is_err());
+    let refused = parse_env_names("PATH,FJMCP_FORGEJO_CLIENT_SECRET").unwrap_err();
+    assert!(refused.contains("FJMCP_FORGEJO_CLIENT_SECRET"), "{refused}");
+    assert!(parse_env_names("FJMCP_STORE").is_err());
 }
 
 #[test]
