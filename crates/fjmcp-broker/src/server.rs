@@ -145,10 +145,12 @@ pub async fn serve(
     ));
     tasks.spawn(broker.pool.clone().run_background(shutdown.clone()));
     let app = broker.router();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .into_future();
-    let mut server = tokio::spawn(server);
+    let settings = broker.config.http.clone();
+    let server_shutdown = shutdown.clone();
+    let mut server =
+        tokio::spawn(
+            async move { crate::http::serve(listener, app, &settings, server_shutdown).await },
+        );
     let result = tokio::select! {
         finished = &mut server => finished,
         () = shutdown.cancelled() => {

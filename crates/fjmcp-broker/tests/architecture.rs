@@ -190,3 +190,23 @@ fn forgejo_and_the_store_do_not_know_each_other() {
     let found = offenders(&["store"], "crate::forgejo");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+#[test]
+fn the_server_loop_is_the_only_user_of_hyper() {
+    let others: Vec<&str> = LAYERS
+        .iter()
+        .flat_map(|layer| layer.iter().copied())
+        .filter(|m| *m != "http")
+        .collect();
+    let mut found = offenders(&others, "hyper");
+    found.extend(
+        offenders(&["http"], "hyper")
+            .into_iter()
+            .filter(|line| !line.contains("http/serve.rs")),
+    );
+    assert!(
+        found.is_empty(),
+        "hyper outside http/serve.rs:\n{}",
+        found.join("\n")
+    );
+}

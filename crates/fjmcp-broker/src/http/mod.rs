@@ -1,5 +1,6 @@
-//! The HTTP edge: the route table, the middleware stack, request screening and
-//! the health endpoints.
+//! The HTTP edge: the server loop (connection cap, header-read timeout), the
+//! route table, the middleware stack, request screening and the health
+//! endpoints.
 //!
 //! Every path the broker serves is listed in [`router`]; the handlers live in
 //! `oauth` and `mcp`, each with its own state (see [`AppState`]), and each
@@ -11,8 +12,10 @@ mod errors;
 mod health;
 mod request_id;
 mod screen;
+mod serve;
 mod state;
 
+pub use serve::serve;
 pub use state::AppState;
 
 use axum::Router;
