@@ -19,7 +19,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::{KeyError, Sealer, SealingKey};
 use crate::forgejo::{EndpointOverrides, ForgejoClient};
-use crate::http::{AppState, router};
+use crate::http::{AppState, RateLimits, router};
 use crate::mcp::McpState;
 use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
 use crate::oauth::{BearerState, OAuthState};
@@ -109,6 +109,7 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         mcp: McpState::new(config.clone(), store.clone(), pool.clone(), tasks.clone()),
         store: store.clone(),
         config: config.clone(),
+        limits: RateLimits::new(&config.http),
     };
     Broker {
         config,

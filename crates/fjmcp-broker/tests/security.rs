@@ -7,7 +7,9 @@ mod support;
 
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use support::broker::Broker;
+use support::oauth::{CLAUDE_CALLBACK, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -22,6 +24,85 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
 }
 
 // Item 2: limits on anonymous endpoints.
+
+#[tokio::test]
+async fn anonymous_endpoints_are_rate_limited_per_client_and_in_all() {
+    let stack = Stack::start(&[
+        ("FJMCP_RATE_LIMIT_PER_IP", "3/min"),
+        ("FJMCP_RATE_LIMIT_GLOBAL", "6/min"),
+    ])
+    .await;
+    let register = |forwarded_for: Option<&'static str>| {
+        let mut request = stack.http.post(stack.url("/oauth/register")).json(&json!({
+            "client_name": "flood",
+            "redirect_uris": [CLAUDE_CALLBACK],
+            "token_endpoint_auth_method": "none",
+        }));
+        if let Some(client) = forwarded_for {
+            request = request.header("x-forwarded-for", client);
+        }
+        async move { request.send().await.unwrap() }
+    };
+    for _ in 0..3 {
+        assert_eq!(register(None).await.status(), 201);
+    }
+    let limited = register(None).await;
+    assert_eq!(limited.status(), 429);
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+
+    // Behind the reverse proxy (loopback is trusted by default) each client
+    // named in X-Forwarded-For has its own budget...
+    for _ in 0..3 {
+        assert_eq!(register(Some("203.0.113.9")).await.status(), 201);
+    }
+    // ...and everyone together has one: 6 registrations went through.
+    assert_eq!(register(Some("198.51.100.4")).await.status(), 429);
+
+    // The token endpoint and the browser's authorize request have budgets of
+    // their own, and the browser gets a page.
+    for _ in 0..3 {
+        let (status, _) = stack.token(&[("grant_type", "refresh_token")]).await;
+        assert_ne!(status, 429);
+    }
+    let response = stack
+        .http
+        .post(stack.url("/oauth/token"))
+        .form(&[("grant_type", "refresh_token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    for _ in 0..3 {
+        let page = stack
+            .http
+            .get(stack.url("/oauth/authorize"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 400);
+    }
+    let page = stack
+        .http
+        .get(stack.url("/oauth/authorize"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 429);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+}
 
 #[tokio::test]
 async fn a_client_that_sends_its_headers_slowly_is_cut_off() {
@@ -73,4 +154,54 @@ async fn connections_beyond_the_cap_get_503_and_a_closed_one_frees_its_place() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
+
+// Item 11: the smaller items.
+
+#[tokio::test]
+async fn every_route_but_the_health_probes_checks_the_host() {
+    let stack = Stack::start(&[]).await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-protected-resource",
+        "/oauth/authorize",
+        "/no/such/path",
+    ] {
+        let response = stack
+            .http
+            .get(stack.url(path))
+            .header("host", "attacker.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+    }
+    let register = stack
+        .http
+        .post(stack.url("/oauth/register"))
+        .header("host", "attacker.example")
+        .json(&json!({"redirect_uris": [CLAUDE_CALLBACK]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(register.status(), 403);
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let host = if path.starts_with("/.well-known") {
+            stack.issuer.trim_start_matches("http://").to_string()
+        } else {
+            "10.0.0.7:8080".to_string()
+        };
+        let response = stack
+            .http
+            .get(stack.url(path))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
 }

@@ -18,6 +18,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+#[cfg(test)]
+pub(crate) use hardening::parse_trusted_proxies;
 pub use hardening::{IpNet, Rate, UnixUser};
 pub(crate) use settings::Setting;
 pub(crate) use units::{parse_duration, parse_size};

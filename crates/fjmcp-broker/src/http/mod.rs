@@ -1,6 +1,6 @@
 //! The HTTP edge: the server loop (connection cap, header-read timeout), the
-//! route table, the middleware stack, request screening and the health
-//! endpoints.
+//! route table, the middleware stack, request screening, rate limits on the
+//! anonymous OAuth endpoints and the health endpoints.
 //!
 //! Every path the broker serves is listed in [`router`]; the handlers live in
 //! `oauth` and `mcp`, each with its own state (see [`AppState`]), and each
@@ -10,11 +10,13 @@
 
 mod errors;
 mod health;
+mod rate_limit;
 mod request_id;
 mod screen;
 mod serve;
 mod state;
 
+pub(crate) use rate_limit::RateLimits;
 pub use serve::serve;
 pub use state::AppState;
 
@@ -30,6 +32,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 use crate::{mcp, oauth};
+use rate_limit::Endpoint;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -37,6 +40,10 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// middleware around them.
 pub fn router(state: AppState) -> Router {
     let limits = state.config.http.clone();
+    // Anonymous endpoints that write rows or make the broker fetch: rate limited.
+    let limited = |endpoint: Endpoint| {
+        middleware::from_fn_with_state((state.limits.clone(), endpoint), rate_limit::limit)
+    };
     let mcp = Router::new()
         .route(
             "/mcp",
@@ -74,14 +81,23 @@ pub fn router(state: AppState) -> Router {
             "/.well-known/oauth-authorization-server/mcp",
             get(oauth::authorization_server_handler),
         )
-        .route("/oauth/register", post(oauth::register))
-        .route("/oauth/authorize", get(oauth::authorize))
+        .route(
+            "/oauth/register",
+            post(oauth::register).route_layer(limited(Endpoint::Register)),
+        )
+        .route(
+            "/oauth/authorize",
+            get(oauth::authorize).route_layer(limited(Endpoint::Authorize)),
+        )
         .route("/oauth/callback", get(oauth::callback))
         .route("/oauth/consent", post(oauth::consent))
-        .route("/oauth/token", post(oauth::token))
+        .route(
+            "/oauth/token",
+            post(oauth::token).route_layer(limited(Endpoint::Token)),
+        )
         .route("/oauth/revoke", post(oauth::revoke))
         .fallback(errors::not_found)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(
             // Outermost first; the order is deliberate.
             ServiceBuilder::new()
@@ -103,6 +119,12 @@ pub fn router(state: AppState) -> Router {
                 // Outside the timeout and body limit, so the bare errors they produce get
                 // a JSON body (and inside tracing, so those responses are logged too).
                 .layer(axum::middleware::map_response(errors::json_error_bodies))
+                // DNS rebinding: a foreign Host is refused on every route (also unknown
+                // paths) before any handler or limit runs; /mcp has its own screen.
+                .layer(middleware::from_fn_with_state(
+                    state.config.clone(),
+                    screen::screen_host,
+                ))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     limits.request_timeout,

@@ -1,5 +1,6 @@
-//! The first checks on every `/mcp` request, before authentication: the
-//! `Origin` (browsers) and `Host` (DNS rebinding) headers.
+//! The first checks on every request, before authentication: the `Host`
+//! header (DNS rebinding) on every route but the health probes, and on `/mcp`
+//! also the `Origin` (browsers).
 
 use std::sync::Arc;
 
@@ -35,6 +36,48 @@ pub(crate) async fn screen_mcp(
     }
 }
 
+/// Paths the general Host screen leaves alone: `/mcp` is screened by
+/// [`screen_mcp`] (with an answer in its own wire format), and health probes
+/// of load balancers and orchestrators name the broker by its address.
+const NOT_HOST_SCREENED: &[&str] = &["/mcp", "/healthz", "/readyz"];
+
+/// Axum middleware for every route: 403 with a JSON error body when the
+/// `Host` is not this broker's, so a DNS-rebinding page cannot drive the
+/// OAuth endpoints (or read the discovery documents) from a victim's browser.
+pub(crate) async fn screen_host(
+    State(config): State<Arc<Config>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if NOT_HOST_SCREENED.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
+    let public = Url::parse(config.public_url.as_str()).expect("validated public URL");
+    let host = host_of(request.headers(), request.uri());
+    if host_allowed(&host, &public, &config.mcp.allowed_hosts) {
+        return next.run(request).await;
+    }
+    tracing::warn!(host, "refused request: host not allowed");
+    (
+        STATUS,
+        axum::Json(serde_json::json!({
+            "error": "forbidden",
+            "error_description": "host not allowed",
+        })),
+    )
+        .into_response()
+}
+
+/// The `Host` a request names (the URI's authority for HTTP/2-style requests).
+fn host_of(headers: &HeaderMap, uri: &Uri) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
 /// Why a request was screened out: always 403 (spec: an invalid Origin MUST get 403).
 #[derive(Debug, PartialEq, Eq)]
 enum Screened {
@@ -55,12 +98,7 @@ fn screen(config: &Config, headers: &HeaderMap, uri: &Uri) -> Result<(), Screene
             return Err(Screened::Origin(origin.to_string()));
         }
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| uri.authority().map(|a| a.to_string()))
-        .unwrap_or_default();
+    let host = host_of(headers, uri);
     if !host_allowed(&host, &public, &config.mcp.allowed_hosts) {
         return Err(Screened::Host(host));
     }

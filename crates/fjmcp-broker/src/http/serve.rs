@@ -3,6 +3,7 @@
 //! and drain gracefully. `axum::serve` exposes neither the timeout nor a cap,
 //! so slow or idle clients could hold any number of connections open.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -154,6 +155,15 @@ fn refuse(mut stream: TcpStream, refusals: &Arc<Semaphore>) {
         .await;
         drop(permit);
     });
+}
+
+/// The peer address the server loop put on a request, if any (requests
+/// driven in-process have none).
+pub(crate) fn peer_of<B>(request: &http::Request<B>) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0)
 }
 
 #[cfg(test)]

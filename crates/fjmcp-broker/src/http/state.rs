@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use super::RateLimits;
 use crate::config::Config;
 use crate::mcp::McpState;
 use crate::oauth::{BearerState, OAuthState};
@@ -24,4 +25,6 @@ pub struct AppState {
     pub(crate) store: Store,
     /// Screening and limits.
     pub(crate) config: Arc<Config>,
+    /// Request rates of the anonymous OAuth endpoints.
+    pub(crate) limits: RateLimits,
 }

@@ -86,6 +86,9 @@ impl Broker {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let mut command = command(dir);
         command.arg("serve");
+        // The broker checks the Host of every request against its public URL:
+        // by default, the address it is reached at (a test's env may override it).
+        command.env("FJMCP_PUBLIC_URL", &url);
         let handed: OwnedFd = listener.try_clone().unwrap().into();
         command.stdin(Stdio::from(handed));
         for (key, value) in &env {
