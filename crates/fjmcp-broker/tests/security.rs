@@ -16,6 +16,16 @@ use tokio::net::TcpStream;
 /// A safety net for waits that must end by themselves; never the expected time.
 const NEVER: Duration = Duration::from_secs(20);
 
+async fn refresh(stack: &Stack, client: &str, token: &str) -> (u16, Value) {
+    stack
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", client),
+        ])
+        .await
+}
+
 /// Reads until the peer closes; what it sent.
 async fn read_to_close(stream: &mut TcpStream) -> String {
     let mut received = Vec::new();
@@ -154,6 +164,33 @@ async fn connections_beyond_the_cap_get_503_and_a_closed_one_frees_its_place() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
+
+// Item 5: a replay inside the refresh grace window cannot split the family.
+
+#[tokio::test]
+async fn a_refresh_token_replayed_inside_the_grace_window_cannot_keep_a_chain_of_its_own() {
+    let stack = Stack::start(&[]).await;
+    let client = stack.register("c", &[CLAUDE_CALLBACK]).await;
+    let tokens = stack.tokens_for("alice", &client).await;
+    let stolen = tokens["refresh_token"].as_str().unwrap();
+    let (status, real) = refresh(&stack, &client, stolen).await;
+    assert_eq!(status, 200, "{real}");
+    // The thief replays the old token a moment later, inside the grace window.
+    let (status, thief) = refresh(&stack, &client, stolen).await;
+    assert_eq!(status, 200, "{thief}");
+    // The real client goes on with its successor.
+    let (status, next) = refresh(&stack, &client, real["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{next}");
+    // The thief's sibling is refused, and the grant ends for both.
+    let (status, body) = refresh(&stack, &client, thief["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, _) = refresh(&stack, &client, next["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 400, "the grant was revoked");
 }
 
 // Item 11: the smaller items.

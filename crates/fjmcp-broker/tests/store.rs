@@ -44,11 +44,11 @@ fn credential(access: &str, refresh: &str) -> UpstreamCredential {
 async fn migrations_apply_once_and_reopen_cleanly() {
     for db in TestDatabase::all().await {
         let store = db.open().await;
-        assert_eq!(store.schema_version().await.unwrap(), 1, "{}", db.label);
+        assert_eq!(store.schema_version().await.unwrap(), 3, "{}", db.label);
         store.ping().await.unwrap();
         store.close().await;
         let again = db.open().await;
-        assert_eq!(again.schema_version().await.unwrap(), 1, "{}", db.label);
+        assert_eq!(again.schema_version().await.unwrap(), 3, "{}", db.label);
     }
 }
 
@@ -57,7 +57,7 @@ async fn instances_starting_together_migrate_once() {
     for db in TestDatabase::all().await {
         let (a, b, c) = tokio::join!(db.open(), db.open(), db.open());
         for store in [a, b, c] {
-            assert_eq!(store.schema_version().await.unwrap(), 1, "{}", db.label);
+            assert_eq!(store.schema_version().await.unwrap(), 3, "{}", db.label);
         }
     }
 }
@@ -85,7 +85,7 @@ async fn a_schema_newer_than_the_broker_is_refused() {
         match fjmcp_broker::store::Store::open(&db.location, sealer, clock).await {
             Err(StoreError::SchemaTooNew {
                 found: 999,
-                known: 1,
+                known: 3,
             }) => {}
             other => panic!("{}: expected SchemaTooNew, got {other:?}", db.label),
         }

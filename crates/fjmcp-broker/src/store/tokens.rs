@@ -1,9 +1,13 @@
 //! Broker-issued access and refresh tokens (stored as hashes only).
 //!
 //! Refresh tokens rotate on every use. A token presented again shortly after its
-//! first use (two concurrent refreshes of one client) still succeeds while its
-//! successor is unused; any other reuse means a copy is in the wrong hands, and
-//! the whole grant is revoked (RFC 9700 §4.14.2).
+//! first use (two concurrent refreshes of one client) still succeeds while no
+//! successor of it is used, and gets a *sibling* successor; any other reuse
+//! means a copy is in the wrong hands, and the whole grant is revoked (RFC 9700
+//! §4.14.2). A real client keeps only one of the siblings, so once a second
+//! sibling is used the family was split between two holders (a thief who
+//! replayed the token inside the grace window, and the client): that too
+//! revokes the grant.
 
 use sqlx::AnyConnection;
 
@@ -59,7 +63,7 @@ impl Store {
         pair: &NewTokenPair,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_pair(&mut tx, grant, pair, &random_id(), self.now()).await?;
+        insert_pair(&mut tx, grant, pair, &random_id(), None, self.now()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -157,6 +161,14 @@ impl Store {
             .map(|(hash, _)| hash.as_str().to_string());
         match used_at {
             None => {
+                let parent: Option<String> = column(&row, "parent_hash")?;
+                if let Some(parent) = parent
+                    && sibling_used(&mut tx, &parent, presented.as_str()).await?
+                {
+                    revoke_grant_in(&mut tx, &grant.id, now).await?;
+                    tx.commit().await?;
+                    return Ok(RefreshOutcome::ReuseDetected { grant_id: grant.id });
+                }
                 sqlx::query(
                     "UPDATE refresh_tokens SET used_at = $2, replaced_by_hash = $3 WHERE token_hash = $1",
                 )
@@ -168,16 +180,16 @@ impl Store {
             }
             Some(used_at) => {
                 let successor: Option<String> = column(&row, "replaced_by_hash")?;
-                let successor_used = match successor {
-                    Some(hash) => sqlx::query(
-                        "SELECT 1 AS used FROM refresh_tokens WHERE token_hash = $1 AND used_at IS NOT NULL",
-                    )
-                    .bind(hash)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some(),
-                    None => false,
-                };
+                // Any successor (the first, or a sibling issued in the grace window) used.
+                let successor_used = sqlx::query(
+                    "SELECT 1 AS used FROM refresh_tokens
+                     WHERE (token_hash = $1 OR parent_hash = $2) AND used_at IS NOT NULL",
+                )
+                .bind(successor.unwrap_or_default())
+                .bind(presented.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
                 if now - used_at > grace_seconds || successor_used {
                     revoke_grant_in(&mut tx, &grant.id, now).await?;
                     tx.commit().await?;
@@ -185,7 +197,15 @@ impl Store {
                 }
             }
         }
-        insert_pair(&mut tx, &grant, pair, &family, now).await?;
+        insert_pair(
+            &mut tx,
+            &grant,
+            pair,
+            &family,
+            Some(presented.as_str()),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(RefreshOutcome::Rotated(grant))
     }
@@ -215,11 +235,31 @@ impl Store {
     }
 }
 
+/// Whether another successor of `parent` than `except` has been used.
+async fn sibling_used(
+    conn: &mut AnyConnection,
+    parent: &str,
+    except: &str,
+) -> Result<bool, StoreError> {
+    Ok(sqlx::query(
+        "SELECT 1 AS used FROM refresh_tokens
+         WHERE parent_hash = $1 AND token_hash <> $2 AND used_at IS NOT NULL",
+    )
+    .bind(parent)
+    .bind(except)
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some())
+}
+
+/// Stores an access token and, if the pair has one, a refresh token of
+/// `family` that replaces `parent` (none for the first of a family).
 async fn insert_pair(
     conn: &mut AnyConnection,
     grant: &GrantRecord,
     pair: &NewTokenPair,
     family: &str,
+    parent: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
@@ -237,8 +277,8 @@ async fn insert_pair(
     .await?;
     if let Some((refresh_hash, expires_at)) = &pair.refresh {
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, grant_id, family_id, client_id, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO refresh_tokens (token_hash, grant_id, family_id, client_id, created_at, expires_at, parent_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(refresh_hash.as_str())
         .bind(&grant.id)
@@ -246,6 +286,7 @@ async fn insert_pair(
         .bind(&grant.grant.client_id)
         .bind(now)
         .bind(expires_at)
+        .bind(parent)
         .execute(&mut *conn)
         .await?;
     }
