@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::broker::Broker;
-use support::oauth::{CLAUDE_CALLBACK, Stack};
+use support::oauth::{Attempt, CLAUDE_CALLBACK, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -191,6 +191,56 @@ async fn a_refresh_token_replayed_inside_the_grace_window_cannot_keep_a_chain_of
     );
     let (status, _) = refresh(&stack, &client, next["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 400, "the grant was revoked");
+}
+
+// Item 6: only the client with its verifier can spend (or burn) a code.
+
+#[tokio::test]
+async fn holding_a_code_is_not_enough_to_burn_it() {
+    let stack = Stack::start(&[]).await;
+    let client = stack.register("c", &[CLAUDE_CALLBACK]).await;
+    let other = stack.register("other", &[CLAUDE_CALLBACK]).await;
+    let attempt = Attempt::new(&client, CLAUDE_CALLBACK);
+    let code = stack.code_for("alice", &attempt).await;
+    let without_verifier = Attempt {
+        verifier: fjmcp_broker::crypto::mint_secret(""),
+        ..Attempt::new(&client, CLAUDE_CALLBACK)
+    };
+    let other_client = Attempt {
+        verifier: attempt.verifier.clone(),
+        ..Attempt::new(&other, CLAUDE_CALLBACK)
+    };
+    for intruder in [&without_verifier, &other_client] {
+        let (status, body) = stack.exchange(intruder, &code).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    }
+    let (status, tokens) = stack.exchange(&attempt, &code).await;
+    assert_eq!(status, 200, "the code survived: {tokens}");
+    let store = stack.open_store().await;
+    let access = fjmcp_broker::crypto::hash_secret(tokens["access_token"].as_str().unwrap());
+    // A replay by another client revokes nothing...
+    let (status, _) = stack.exchange(&other_client, &code).await;
+    assert_eq!(status, 400);
+    assert!(
+        store
+            .authenticate_access_token(&access)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // ...a replay by the client itself, with its verifier, revokes what the code gave.
+    let (status, _) = stack.exchange(&attempt, &code).await;
+    assert_eq!(status, 400);
+    assert!(
+        store
+            .authenticate_access_token(&access)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 // Item 11: the smaller items.

@@ -341,8 +341,8 @@ async fn a_closed_store_fails_its_ping() {
 mod oauth_state {
     use super::*;
     use fjmcp_broker::store::{
-        CodeRedemption, NewAuthorizationCode, NewPendingAuthorization, NewTokenPair,
-        RefreshOutcome, Store,
+        CodeProof, CodeRedemption, CodeRefusal, NewAuthorizationCode, NewPendingAuthorization,
+        NewTokenPair, RefreshOutcome, Store,
     };
 
     async fn with_user_and_client(db: &TestDatabase, clock: ManualClock) -> Store {
@@ -500,8 +500,47 @@ mod oauth_state {
                 .issue_authorization_code(&code("code-1", "c1"))
                 .await
                 .unwrap();
+            let proof = CodeProof {
+                client_id: "c1",
+                challenge: "challenge",
+                redirect_uri: None,
+            };
+            // Presentations that prove nothing about the code's owner leave it usable.
+            for (wrong, why) in [
+                (
+                    CodeProof {
+                        client_id: "c2",
+                        ..proof
+                    },
+                    CodeRefusal::WrongClient,
+                ),
+                (
+                    CodeProof {
+                        challenge: "other",
+                        ..proof
+                    },
+                    CodeRefusal::WrongVerifier,
+                ),
+                (
+                    CodeProof {
+                        redirect_uri: Some("https://evil.example/cb"),
+                        ..proof
+                    },
+                    CodeRefusal::WrongRedirectUri,
+                ),
+            ] {
+                assert_eq!(
+                    store
+                        .redeem_authorization_code(&hash_secret("code-1"), wrong)
+                        .await
+                        .unwrap(),
+                    CodeRedemption::Refused(why),
+                    "{}",
+                    db.label
+                );
+            }
             match store
-                .redeem_authorization_code(&hash_secret("code-1"))
+                .redeem_authorization_code(&hash_secret("code-1"), proof)
                 .await
                 .unwrap()
             {
@@ -514,16 +553,30 @@ mod oauth_state {
             }
             assert_eq!(
                 store
-                    .redeem_authorization_code(&hash_secret("code-1"))
+                    .redeem_authorization_code(&hash_secret("code-1"), proof)
                     .await
                     .unwrap(),
                 CodeRedemption::Reused {
                     grant_id: grant.id.clone()
                 }
             );
+            // Another client replaying a spent code is refused, but revokes nothing.
             assert_eq!(
                 store
-                    .redeem_authorization_code(&hash_secret("nope"))
+                    .redeem_authorization_code(
+                        &hash_secret("code-1"),
+                        CodeProof {
+                            client_id: "c2",
+                            ..proof
+                        }
+                    )
+                    .await
+                    .unwrap(),
+                CodeRedemption::Refused(CodeRefusal::AlreadyUsed)
+            );
+            assert_eq!(
+                store
+                    .redeem_authorization_code(&hash_secret("nope"), proof)
                     .await
                     .unwrap(),
                 CodeRedemption::Unknown

@@ -16,7 +16,9 @@ use crate::clock::seconds;
 use crate::crypto::{
     constant_time_eq, hash_secret, mint_secret, s256_challenge, verifier_is_well_formed,
 };
-use crate::store::{ClientRecord, CodeRedemption, GrantRecord, NewTokenPair, RefreshOutcome};
+use crate::store::{
+    ClientRecord, CodeProof, CodeRedemption, CodeRefusal, GrantRecord, NewTokenPair, RefreshOutcome,
+};
 
 /// Prefixes that tell an operator what a leaked value was.
 const ACCESS_TOKEN_PREFIX: &str = "fjat_";
@@ -70,48 +72,49 @@ async fn authorization_code(
     let verifier = params
         .get("code_verifier")
         .ok_or_else(|| OAuthError::invalid_request("code_verifier is required (PKCE)"))?;
+    if !verifier_is_well_formed(verifier) {
+        return Err(OAuthError::invalid_grant("PKCE verification failed"));
+    }
+    // Client, verifier and redirect URI are checked in the same conditional update that
+    // spends the code: whoever holds only the code cannot burn it.
+    let challenge = s256_challenge(verifier);
+    let proof = CodeProof {
+        client_id: &client.client.client_id,
+        challenge: &challenge,
+        redirect_uri: params.get("redirect_uri"),
+    };
     let redeemed = match state
         .store
-        .redeem_authorization_code(&hash_secret(code))
+        .redeem_authorization_code(&hash_secret(code), proof)
         .await?
     {
         CodeRedemption::Redeemed(redeemed) => redeemed,
         CodeRedemption::Reused { grant_id } => {
-            // A second use means the code leaked: revoke what its first use issued.
+            // Its own client, with its verifier, a second time: the code and verifier leaked
+            // (or the client replays). Revoke what the first use issued.
             state.store.revoke_grant(&grant_id).await?;
             tracing::warn!(grant_id, client_id = %client.client.client_id, "authorization code reused; grant revoked");
             return Err(OAuthError::invalid_grant(
                 "the authorization code was already used",
             ));
         }
+        CodeRedemption::Refused(why) => {
+            return Err(OAuthError::invalid_grant(match why {
+                CodeRefusal::WrongClient => "the authorization code was issued to another client",
+                CodeRefusal::WrongVerifier => "PKCE verification failed",
+                CodeRefusal::WrongRedirectUri => {
+                    "redirect_uri differs from the authorization request's"
+                }
+                CodeRefusal::Expired => "the authorization code has expired",
+                CodeRefusal::AlreadyUsed => "the authorization code was already used",
+            }));
+        }
         CodeRedemption::Unknown => {
             return Err(OAuthError::invalid_grant("unknown authorization code"));
         }
     };
-    if redeemed.client_id != client.client.client_id {
-        return Err(OAuthError::invalid_grant(
-            "the authorization code was issued to another client",
-        ));
-    }
-    if redeemed.expires_at <= state.clock.now() {
-        return Err(OAuthError::invalid_grant(
-            "the authorization code has expired",
-        ));
-    }
-    if params
-        .get("redirect_uri")
-        .is_some_and(|uri| uri != redeemed.redirect_uri)
-    {
-        return Err(OAuthError::invalid_grant(
-            "redirect_uri differs from the authorization request's",
-        ));
-    }
-    if !verifier_is_well_formed(verifier)
-        || !constant_time_eq(
-            s256_challenge(verifier).as_bytes(),
-            redeemed.code_challenge.as_bytes(),
-        )
-    {
+    // The database compared the challenge; this is the same check in constant time.
+    if !constant_time_eq(challenge.as_bytes(), redeemed.code_challenge.as_bytes()) {
         return Err(OAuthError::invalid_grant("PKCE verification failed"));
     }
     if let Some(resource) = params.get("resource")

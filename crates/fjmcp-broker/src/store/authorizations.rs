@@ -63,15 +63,46 @@ pub struct RedeemedCode {
     pub expires_at: i64,
 }
 
+/// What a client presents with a code; all of it must match for the code to
+/// be spent.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeProof<'a> {
+    pub client_id: &'a str,
+    /// The S256 challenge computed from the presented `code_verifier`.
+    pub challenge: &'a str,
+    /// The `redirect_uri` presented, if any.
+    pub redirect_uri: Option<&'a str>,
+}
+
 /// The outcome of presenting a code at the token endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
-    /// First use: the caller now owns the code.
+    /// First use with the right client, verifier and redirect URI: the caller
+    /// now owns the code.
     Redeemed(RedeemedCode),
-    /// The code was used before: whatever it issued must be revoked.
+    /// The code was spent before, and is now presented again by its own
+    /// client with its verifier: the code and verifier leaked (or the client
+    /// replays), so whatever it issued must be revoked.
     Reused { grant_id: String },
+    /// Refused without spending the code: a mismatch that proves nothing
+    /// about the code's owner, so it must not burn the code or revoke its grant.
+    Refused(CodeRefusal),
     /// No such code.
     Unknown,
+}
+
+/// Why a code was not redeemed (and was left as it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeRefusal {
+    /// Presented by another client.
+    WrongClient,
+    /// The verifier does not match the challenge.
+    WrongVerifier,
+    /// The redirect URI differs from the authorization request's.
+    WrongRedirectUri,
+    Expired,
+    /// Already spent, and this presentation does not prove to be its client's.
+    AlreadyUsed,
 }
 
 fn verifier_context(state_hash: &SecretHash) -> SealContext {
@@ -216,16 +247,27 @@ impl Store {
         Ok(grant)
     }
 
-    /// Marks a code used and returns it; tells a replay apart from an unknown code.
+    /// Spends a code, in one conditional update that also checks the client,
+    /// the PKCE challenge, the redirect URI and the expiry, so that someone who
+    /// only holds the code cannot burn it. Tells the other outcomes apart.
     pub async fn redeem_authorization_code(
         &self,
         code_hash: &SecretHash,
+        proof: CodeProof<'_>,
     ) -> Result<CodeRedemption, StoreError> {
+        let now = self.now();
         let row = sqlx::query(
-            "UPDATE auth_codes SET used_at = $2 WHERE code_hash = $1 AND used_at IS NULL RETURNING *",
+            "UPDATE auth_codes SET used_at = $2
+             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2
+                 AND client_id = $3 AND code_challenge = $4
+                 AND redirect_uri = COALESCE($5, redirect_uri)
+             RETURNING *",
         )
         .bind(code_hash.as_str())
-        .bind(self.now())
+        .bind(now)
+        .bind(proof.client_id)
+        .bind(proof.challenge)
+        .bind(proof.redirect_uri)
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = row {
@@ -239,16 +281,30 @@ impl Store {
                 expires_at: column(&row, "expires_at")?,
             }));
         }
-        let used = sqlx::query("SELECT grant_id FROM auth_codes WHERE code_hash = $1")
+        let Some(row) = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = $1")
             .bind(code_hash.as_str())
             .fetch_optional(&self.pool)
-            .await?;
-        Ok(match used {
-            Some(row) => CodeRedemption::Reused {
-                grant_id: column(&row, "grant_id")?,
-            },
-            None => CodeRedemption::Unknown,
-        })
+            .await?
+        else {
+            return Ok(CodeRedemption::Unknown);
+        };
+        let client_id: String = column(&row, "client_id")?;
+        let challenge: String = column(&row, "code_challenge")?;
+        let used_at: Option<i64> = column(&row, "used_at")?;
+        let expires_at: i64 = column(&row, "expires_at")?;
+        let proven = client_id == proof.client_id && challenge == proof.challenge;
+        Ok(CodeRedemption::Refused(match used_at {
+            Some(_) if proven => {
+                return Ok(CodeRedemption::Reused {
+                    grant_id: column(&row, "grant_id")?,
+                });
+            }
+            Some(_) => CodeRefusal::AlreadyUsed,
+            None if client_id != proof.client_id => CodeRefusal::WrongClient,
+            None if challenge != proof.challenge => CodeRefusal::WrongVerifier,
+            None if expires_at <= now => CodeRefusal::Expired,
+            None => CodeRefusal::WrongRedirectUri,
+        }))
     }
 
     fn pending_from_row(&self, row: &AnyRow) -> Result<PendingAuthorization, StoreError> {

@@ -27,8 +27,8 @@ use sqlx::{AnyPool, Executor};
 
 pub use audit::AuditEvent;
 pub use authorizations::{
-    CodeRedemption, NewAuthorizationCode, NewPendingAuthorization, PendingAuthorization,
-    RedeemedCode,
+    CodeProof, CodeRedemption, CodeRefusal, NewAuthorizationCode, NewPendingAuthorization,
+    PendingAuthorization, RedeemedCode,
 };
 pub use clients::{ClientKind, ClientRecord, NewClient};
 pub use grants::{GrantRecord, NewGrant};
