@@ -292,3 +292,48 @@ async fn every_route_but_the_health_probes_checks_the_host() {
         assert_eq!(response.status(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_token_endpoint_enforces_the_registered_grant_types() {
+    let stack = Stack::start(&[]).await;
+    let response = stack
+        .http
+        .post(stack.url("/oauth/register"))
+        .json(&json!({
+            "client_name": "code only",
+            "redirect_uris": [CLAUDE_CALLBACK],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let registered: Value = response.json().await.unwrap();
+    let client = registered["client_id"].as_str().unwrap();
+    let attempt = Attempt::new(client, CLAUDE_CALLBACK);
+    let code = stack.code_for("alice", &attempt).await;
+    let (status, tokens) = stack.exchange(&attempt, &code).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "a client without the refresh grant gets no refresh token: {tokens}"
+    );
+    // Nor can it refresh with another client's token of the same user.
+    let refreshing = stack.register("refreshing", &[CLAUDE_CALLBACK]).await;
+    let other = stack.tokens_for("alice", &refreshing).await;
+    let (status, body) = refresh(&stack, client, other["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "{body}"
+    );
+    // A client that did not say which grant types it uses gets both.
+    let (status, _) = refresh(
+        &stack,
+        &refreshing,
+        other["refresh_token"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}

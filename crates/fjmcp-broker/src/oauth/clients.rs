@@ -129,6 +129,21 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// Whether the client registered `grant_type` (its `grant_types` metadata, as
+/// stored with the defaults made explicit; see [`super::registration`]).
+pub(crate) fn allows_grant_type(client: &ClientRecord, grant_type: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(&client.client.metadata)
+        .ok()
+        .and_then(|metadata| {
+            metadata
+                .get("grant_types")?
+                .as_array()
+                .map(|types| types.iter().any(|t| t.as_str() == Some(grant_type)))
+        })
+        // Without the member: the registration default, both grant types.
+        .unwrap_or(true)
+}
+
 /// `Authorization: Basic` credentials, form-urldecoded (RFC 6749 §2.3.1).
 fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {

@@ -14,9 +14,13 @@
 //!   requested metadata values"). `client_secret_basic` and
 //!   `client_secret_post` are accepted when asked for; other methods
 //!   (`private_key_jwt`, `client_secret_jwt`, `tls_client_auth`, …) are not.
-//! - `grant_types` defaults to `["authorization_code"]` and may only hold
-//!   `authorization_code` and `refresh_token`, and must hold
-//!   `authorization_code` (the only response type is `code`, RFC 7591 §2.1).
+//! - `grant_types` defaults to **`["authorization_code", "refresh_token"]`**,
+//!   not RFC 7591's `["authorization_code"]`: MCP clients that leave it out
+//!   still expect refresh tokens, and the token endpoint enforces what is
+//!   registered (a client that asked for `authorization_code` only gets no
+//!   refresh token). It may only hold `authorization_code` and
+//!   `refresh_token`, and must hold `authorization_code` (the only response
+//!   type is `code`, RFC 7591 §2.1).
 //!   `response_types` defaults to `["code"]` and may only hold `code`.
 //!   Duplicates are dropped.
 //! - A member whose value is JSON `null` counts as absent and is dropped.
@@ -208,7 +212,10 @@ pub(crate) fn validate_registration(body: &Value) -> Result<ClientMetadata, Regi
         };
 
     let grant_types = match optional_string_list(&document, "grant_types")? {
-        None => vec!["authorization_code".to_string()],
+        None => vec![
+            "authorization_code".to_string(),
+            "refresh_token".to_string(),
+        ],
         Some(list) => {
             if let Some(bad) = list
                 .iter()
@@ -485,7 +492,7 @@ mod tests {
         assert_eq!(m.redirect_uris, ["https://claude.ai/api/mcp/auth_callback"]);
         assert_eq!(m.application_type, ApplicationType::Web);
         assert_eq!(m.token_endpoint_auth_method, TokenEndpointAuthMethod::None);
-        assert_eq!(m.grant_types, ["authorization_code"]);
+        assert_eq!(m.grant_types, ["authorization_code", "refresh_token"]);
         assert_eq!(m.response_types, ["code"]);
         assert_eq!(m.client_name, None);
         assert_eq!(m.scope, None);
@@ -495,7 +502,7 @@ mod tests {
                 "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"],
                 "application_type": "web",
                 "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code"],
+                "grant_types": ["authorization_code", "refresh_token"],
                 "response_types": ["code"],
             })
         );
@@ -776,7 +783,7 @@ mod tests {
                 "x_extra": 1,
                 "application_type": "web",
                 "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code"],
+                "grant_types": ["authorization_code", "refresh_token"],
                 "response_types": ["code"],
             })
         );

@@ -51,7 +51,15 @@ async fn exchange(
     }
     let params = Params::parse(body).map_err(OAuthError::invalid_request)?;
     let client = clients::authenticate(state, headers, &params).await?;
-    match params.get("grant_type") {
+    let grant_type = params.get("grant_type");
+    if let Some(grant_type @ ("authorization_code" | "refresh_token")) = grant_type
+        && !clients::allows_grant_type(&client, grant_type)
+    {
+        return Err(OAuthError::unauthorized_client(format!(
+            "this client did not register the grant type `{grant_type}`"
+        )));
+    }
+    match grant_type {
         Some("authorization_code") => authorization_code(state, &client, &params).await,
         Some("refresh_token") => refresh_token(state, &client, &params).await,
         Some(other) => Err(OAuthError::unsupported_grant_type(format!(
@@ -130,9 +138,10 @@ async fn authorization_code(
         .await?
         .filter(GrantRecord::is_live)
         .ok_or_else(|| OAuthError::invalid_grant("the grant was revoked"))?;
-    let (pair, access, refresh) = new_pair(state);
+    let refreshable = clients::allows_grant_type(client, "refresh_token");
+    let (pair, access, refresh) = new_pair(state, refreshable);
     state.store.issue_tokens(&grant, &pair).await?;
-    Ok(token_response(state, &grant, &access, &refresh))
+    Ok(token_response(state, &grant, &access, refresh.as_deref()))
 }
 
 async fn refresh_token(
@@ -150,7 +159,7 @@ async fn refresh_token(
             "this server only issues tokens for its MCP endpoint",
         ));
     }
-    let (pair, access, refresh) = new_pair(state);
+    let (pair, access, refresh) = new_pair(state, true);
     let grace = seconds(state.config.oauth.refresh_reuse_grace);
     let outcome = state
         .store
@@ -162,7 +171,9 @@ async fn refresh_token(
         )
         .await?;
     match outcome {
-        RefreshOutcome::Rotated(grant) => Ok(token_response(state, &grant, &access, &refresh)),
+        RefreshOutcome::Rotated(grant) => {
+            Ok(token_response(state, &grant, &access, refresh.as_deref()))
+        }
         RefreshOutcome::ReuseDetected { grant_id } => {
             tracing::warn!(grant_id, client_id = %client.client.client_id, "refresh token reused; grant revoked");
             Err(OAuthError::invalid_grant(
@@ -178,20 +189,23 @@ async fn refresh_token(
     }
 }
 
-/// Mints an access and a refresh token; returns their hashes for the store and
-/// the plaintexts for the response (the only place they ever exist).
-fn new_pair(state: &OAuthState) -> (NewTokenPair, String, String) {
+/// Mints an access token and, for a client that registered the refresh grant,
+/// a refresh token; returns their hashes for the store and the plaintexts for
+/// the response (the only place they ever exist).
+fn new_pair(state: &OAuthState, with_refresh: bool) -> (NewTokenPair, String, Option<String>) {
     let now = state.clock.now();
     let lifetimes = &state.config.oauth;
     let access = mint_secret(ACCESS_TOKEN_PREFIX);
-    let refresh = mint_secret(REFRESH_TOKEN_PREFIX);
+    let refresh = with_refresh.then(|| mint_secret(REFRESH_TOKEN_PREFIX));
     let pair = NewTokenPair {
         access_hash: hash_secret(&access),
         access_expires_at: now + seconds(lifetimes.access_token_lifetime),
-        refresh: Some((
-            hash_secret(&refresh),
-            now + seconds(lifetimes.refresh_token_lifetime),
-        )),
+        refresh: refresh.as_ref().map(|refresh| {
+            (
+                hash_secret(refresh),
+                now + seconds(lifetimes.refresh_token_lifetime),
+            )
+        }),
     };
     (pair, access, refresh)
 }
@@ -200,16 +214,18 @@ fn token_response(
     state: &OAuthState,
     grant: &GrantRecord,
     access: &str,
-    refresh: &str,
+    refresh: Option<&str>,
 ) -> Response {
-    let mut response = Json(json!({
+    let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
         "expires_in": seconds(state.config.oauth.access_token_lifetime),
-        "refresh_token": refresh,
         "scope": grant.grant.scopes,
-    }))
-    .into_response();
+    });
+    if let Some(refresh) = refresh {
+        body["refresh_token"] = refresh.into();
+    }
+    let mut response = Json(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
