@@ -248,8 +248,17 @@ async fn pkce_is_required_as_s256_and_checked() {
     let stack = Stack::start(&[]).await;
     let client = stack.register("c", &[CLAUDE_CALLBACK]).await;
     let attempt = Attempt::new(&client, CLAUDE_CALLBACK);
+    let no_pkce = [("code_challenge", None), ("code_challenge_method", None)];
+    // Nobody approved the client yet: its redirect URI gets no errors (no open redirector).
+    assert!(matches!(
+        stack
+            .browse_as("alice", &stack.authorize_url(&attempt, &no_pkce))
+            .await,
+        Landing::Page(400, _)
+    ));
+    let code = stack.code_for("alice", &attempt).await;
     for overrides in [
-        vec![("code_challenge", None), ("code_challenge_method", None)],
+        no_pkce.to_vec(),
         vec![("code_challenge_method", Some("plain"))],
         vec![("code_challenge_method", None)],
         vec![("code_challenge", Some("short"))],
@@ -258,7 +267,7 @@ async fn pkce_is_required_as_s256_and_checked() {
             .browse_as("alice", &stack.authorize_url(&attempt, &overrides))
             .await
         else {
-            panic!("PKCE errors go back to the client")
+            panic!("PKCE errors go back to an approved client")
         };
         assert_eq!(
             query.get("error").map(String::as_str),
@@ -269,7 +278,6 @@ async fn pkce_is_required_as_s256_and_checked() {
         assert_eq!(query.get("iss"), Some(&stack.issuer));
     }
 
-    let code = stack.code_for("alice", &attempt).await;
     let wrong = Attempt {
         verifier: fjmcp_broker::crypto::mint_secret(""),
         ..Attempt::new(&client, CLAUDE_CALLBACK)
@@ -541,6 +549,7 @@ async fn forgejo_failures_and_cancellation_reach_the_client_as_errors_never_code
 async fn revocation_ends_the_grant_and_the_resource_must_be_the_mcp_endpoint() {
     let stack = Stack::start(&[]).await;
     let client = stack.register("c", &[CLAUDE_CALLBACK]).await;
+    let tokens = stack.tokens_for("alice", &client).await;
     let attempt = Attempt::new(&client, CLAUDE_CALLBACK);
     let Landing::Client(query) = stack
         .browse_as(
@@ -552,14 +561,13 @@ async fn revocation_ends_the_grant_and_the_resource_must_be_the_mcp_endpoint() {
         )
         .await
     else {
-        panic!("resource errors go back to the client")
+        panic!("resource errors go back to the (approved) client")
     };
     assert_eq!(
         query.get("error").map(String::as_str),
         Some("invalid_target")
     );
 
-    let tokens = stack.tokens_for("alice", &client).await;
     let store = stack.open_store().await;
     let access = fjmcp_broker::crypto::hash_secret(tokens["access_token"].as_str().unwrap());
     assert!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::broker::Broker;
-use support::oauth::{Attempt, CLAUDE_CALLBACK, Stack};
+use support::oauth::{Attempt, CLAUDE_CALLBACK, Landing, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -115,6 +115,50 @@ async fn anonymous_endpoints_are_rate_limited_per_client_and_in_all() {
 }
 
 #[tokio::test]
+async fn state_and_stored_client_metadata_are_capped() {
+    let stack = Stack::start(&[]).await;
+    let client = stack.register("c", &[CLAUDE_CALLBACK]).await;
+    let attempt = Attempt::new(&client, CLAUDE_CALLBACK);
+    let long_state = "s".repeat(1025);
+    match stack
+        .browse_as(
+            "alice",
+            &stack.authorize_url(&attempt, &[("state", Some(&long_state))]),
+        )
+        .await
+    {
+        Landing::Page(400, html) => assert!(html.contains("state"), "{html}"),
+        other => panic!("an overlong state must be refused: {other:?}"),
+    }
+    // A kilobyte is fine.
+    let state = "s".repeat(1024);
+    assert!(matches!(
+        stack
+            .browse_as(
+                "alice",
+                &stack.authorize_url(&attempt, &[("state", Some(&state))])
+            )
+            .await,
+        Landing::Consent { .. }
+    ));
+
+    let big = stack
+        .http
+        .post(stack.url("/oauth/register"))
+        .json(&json!({
+            "client_name": "big",
+            "redirect_uris": [CLAUDE_CALLBACK],
+            "x_padding": "p".repeat(20 * 1024),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 400);
+    let body: Value = big.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client_metadata");
+}
+
+#[tokio::test]
 async fn a_client_that_sends_its_headers_slowly_is_cut_off() {
     let broker = Broker::start(&[("FJMCP_HEADER_READ_TIMEOUT", "1s")]).await;
     let address = broker.url.trim_start_matches("http://").to_string();
@@ -164,6 +208,35 @@ async fn connections_beyond_the_cap_get_503_and_a_closed_one_frees_its_place() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+}
+
+// Item 4: no open redirector.
+
+#[tokio::test]
+async fn errors_go_to_a_redirect_uri_only_once_some_user_approved_the_client() {
+    let stack = Stack::start(&[]).await;
+    let anywhere = "https://phish.example/landing";
+    let client = stack.register("Anonymous", &[anywhere]).await;
+    let attempt = Attempt::new(&client, anywhere);
+    let broken = [("response_type", Some("token"))];
+    match stack
+        .browse_as("alice", &stack.authorize_url(&attempt, &broken))
+        .await
+    {
+        Landing::Page(400, html) => assert!(html.contains("unsupported_response_type"), "{html}"),
+        other => panic!("nobody approved this client: no redirect, got {other:?}"),
+    }
+    stack.code_for("alice", &attempt).await;
+    match stack
+        .browse_as("alice", &stack.authorize_url(&attempt, &broken))
+        .await
+    {
+        Landing::Client(query) => {
+            assert_eq!(query["error"], "unsupported_response_type");
+            assert_eq!(query["state"], attempt.state);
+        }
+        other => panic!("an approved client gets its errors: {other:?}"),
+    }
 }
 
 // Item 5: a replay inside the refresh grace window cannot split the family.

@@ -14,10 +14,14 @@ use super::redirect_uri;
 use super::resource::is_mcp_resource;
 use super::response::ClientRedirect;
 use crate::crypto::{hash_secret, mint_secret, pkce_pair, verifier_is_well_formed};
-use crate::store::NewPendingAuthorization;
+use crate::store::{ClientKind, ClientRecord, NewPendingAuthorization};
 
 /// How long a user has to get through Forgejo's login and the consent page.
 pub(crate) const PENDING_LIFETIME_SECONDS: i64 = 600;
+
+/// Longest client `state` accepted, in bytes: it is stored and sent back in a
+/// URL, and real clients use a few dozen characters.
+const MAX_STATE_BYTES: usize = 1024;
 
 pub(crate) async fn authorize(
     State(state): State<OAuthState>,
@@ -33,6 +37,16 @@ pub(crate) async fn authorize(
             );
         }
     };
+    if params
+        .get("state")
+        .is_some_and(|s| s.len() > MAX_STATE_BYTES)
+    {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid authorization request",
+            &format!("state is longer than {MAX_STATE_BYTES} bytes."),
+        );
+    }
     let Some(client_id) = params.get("client_id") else {
         return error_page(
             StatusCode::BAD_REQUEST,
@@ -90,11 +104,28 @@ pub(crate) async fn authorize(
             );
         }
     };
-    // From here on the redirect URI is verified: errors go back to the client.
+    // From here on the redirect URI is verified. Errors go back to it only if
+    // the client is vouched for; otherwise the broker would be an open
+    // redirector for anyone who registers a client with their own URI.
     let reply = ClientRedirect {
         redirect_uri,
         state: params.get("state").map(str::to_string),
         issuer: state.config.public_url.as_str().to_string(),
+    };
+    let vouched = match vouched_for(&state, &client, &reply.redirect_uri).await {
+        Ok(vouched) => vouched,
+        Err(e) => {
+            tracing::error!(error = %e, "authorize: store failed");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "The broker cannot process sign-ins right now.",
+            );
+        }
+    };
+    let reply = Reply {
+        redirect: reply,
+        vouched,
     };
     match params.get("response_type") {
         Some("code") => {}
@@ -167,4 +198,55 @@ pub(crate) async fn authorize(
     let mut response = Redirect::to(&forgejo_url).into_response();
     protect(response.headers_mut());
     response
+}
+
+/// Whether errors may be sent to `redirect_uri` of `client`: some user approved
+/// the client, or it is a metadata-document client whose document's host is
+/// the redirect's (the owner of that host chose the URI).
+async fn vouched_for(
+    state: &OAuthState,
+    client: &ClientRecord,
+    redirect_uri: &str,
+) -> Result<bool, crate::store::StoreError> {
+    if client.client.kind == ClientKind::MetadataDocument {
+        let host = |uri: &str| url::Url::parse(uri).ok()?.host_str().map(str::to_string);
+        if host(&client.client.client_id).is_some_and(|h| Some(h) == host(redirect_uri)) {
+            return Ok(true);
+        }
+    }
+    state
+        .store
+        .client_has_consent(&client.client.client_id)
+        .await
+}
+
+/// Where an authorization error goes: the client's redirect URI when the client
+/// is vouched for, else an error page in the browser.
+struct Reply {
+    redirect: ClientRedirect,
+    vouched: bool,
+}
+
+impl std::ops::Deref for Reply {
+    type Target = ClientRedirect;
+    fn deref(&self) -> &ClientRedirect {
+        &self.redirect
+    }
+}
+
+impl Reply {
+    fn error(&self, error: &str, description: &str) -> Response {
+        if self.vouched {
+            return self.redirect.error(error, description);
+        }
+        tracing::info!(
+            error,
+            "authorization error shown as a page: nobody approved this client yet"
+        );
+        error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid authorization request",
+            &format!("{description} ({error})."),
+        )
+    }
 }

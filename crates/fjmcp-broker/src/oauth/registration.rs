@@ -54,8 +54,9 @@ const MAX_CLIENT_NAME_CHARS: usize = 200;
 const MAX_STRING_LEN: usize = 2000;
 /// Most members in a request.
 const MAX_MEMBERS: usize = 64;
-/// Largest request, serialized as compact JSON.
-const MAX_DOCUMENT_BYTES: usize = 64 * 1024;
+/// Largest request, serialized as compact JSON: what is stored for a client
+/// anybody may register (real clients send well under 2 KiB).
+const MAX_DOCUMENT_BYTES: usize = 16 * 1024;
 /// Most entries in `contacts`, `grant_types` or `response_types`.
 const MAX_LIST_LEN: usize = 20;
 

@@ -95,6 +95,17 @@ impl Store {
         Ok(())
     }
 
+    /// Whether any user ever approved the client (and did not withdraw it).
+    pub async fn client_has_consent(&self, client_id: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("SELECT 1 AS approved FROM consents WHERE client_id = $1 LIMIT 1")
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some(),
+        )
+    }
+
     /// The scopes the user approved for the client, if they ever did.
     pub async fn consent(
         &self,
