@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 struct Site {
     base: String,
     requests: Arc<AtomicUsize>,
+    /// `/held` answers only once the test adds a permit here.
+    release: Arc<tokio::sync::Semaphore>,
 }
 
 /// One handler for every path, so every request is counted.
@@ -72,6 +74,10 @@ async fn serve(State(site): State<Site>, uri: Uri) -> Response {
             tokio::time::sleep(Duration::from_secs(5)).await;
             (json_type, document(&id)).into_response()
         }
+        "/held" | "/held-too" => {
+            let _permit = site.release.acquire().await.unwrap();
+            (json_type, document(&id)).into_response()
+        }
         "/not-json" => "<html>hello</html>".into_response(),
         "/array" => (json_type, "[]").into_response(),
         _ => StatusCode::NOT_FOUND.into_response(),
@@ -84,6 +90,7 @@ async fn start_site() -> Site {
     let site = Site {
         base: format!("http://{addr}"),
         requests: Arc::new(AtomicUsize::new(0)),
+        release: Arc::new(tokio::sync::Semaphore::new(0)),
     };
     let app = Router::new().fallback(serve).with_state(site.clone());
     tokio::spawn(async move {
@@ -97,6 +104,9 @@ fn test_policy() -> FetchPolicy {
         timeout: Duration::from_secs(5),
         max_bytes: 64 * 1024,
         allow_loopback_http: true,
+        max_concurrent: 8,
+        // Most tests fetch failing documents repeatedly: nothing remembered.
+        failure_cache: Duration::ZERO,
     }
 }
 
@@ -249,7 +259,12 @@ async fn non_json_is_invalid() {
 #[tokio::test]
 async fn loopback_is_refused_without_a_request_by_default() {
     let site = start_site().await;
-    let fetcher = MetadataFetcher::new(FetchPolicy::default());
+    // The production policy, except that failures are not remembered (the same
+    // refused URL is tried twice below).
+    let fetcher = MetadataFetcher::new(FetchPolicy {
+        failure_cache: Duration::ZERO,
+        ..FetchPolicy::default()
+    });
     let id = format!("{}/good", site.base);
     assert!(!fetcher.handles(&id));
     let result = fetcher.fetch(&id).await;
@@ -300,4 +315,87 @@ async fn loopback_http_policy_still_refuses_private_addresses() {
             "{id}: {result:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_failed_document_is_not_fetched_again_for_a_while_whatever_its_query() {
+    let site = start_site().await;
+    let fetcher = MetadataFetcher::new(FetchPolicy {
+        failure_cache: Duration::from_secs(30),
+        ..test_policy()
+    });
+    let missing = format!("{}/missing", site.base);
+    assert!(matches!(
+        fetcher.fetch(&missing).await,
+        Err(FetchError::BadStatus(404))
+    ));
+    for again in [
+        missing.clone(),
+        format!("{missing}?v=2"),
+        format!("{missing}?x=y"),
+    ] {
+        assert!(
+            matches!(fetcher.fetch(&again).await, Err(FetchError::RecentlyFailed)),
+            "{again}"
+        );
+    }
+    assert_eq!(site.requests.load(Ordering::SeqCst), 1, "one fetch only");
+    // Other documents are not affected, and what succeeds is not remembered here.
+    fetcher.fetch(&format!("{}/good", site.base)).await.unwrap();
+    fetcher.fetch(&format!("{}/good", site.base)).await.unwrap();
+    assert_eq!(site.requests.load(Ordering::SeqCst), 3);
+    // The caller is told no details.
+    assert_eq!(
+        FetchError::NotAllowed("localhost resolves to 127.0.0.1".into()).public_message(),
+        "its URL is not one the broker fetches"
+    );
+}
+
+#[tokio::test]
+async fn only_so_many_documents_are_fetched_at_once() {
+    let site = start_site().await;
+    let fetcher = MetadataFetcher::new(FetchPolicy {
+        max_concurrent: 1,
+        ..test_policy()
+    });
+    let first = tokio::spawn({
+        let fetcher = fetcher.clone();
+        let id = format!("{}/held", site.base);
+        async move { fetcher.fetch(&id).await }
+    });
+    let wait = |what: &'static str, check: Box<dyn Fn() -> bool + Send>| async move {
+        for _ in 0..1000 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{what} did not happen");
+    };
+    let requests = site.requests.clone();
+    wait(
+        "the first fetch reached the site",
+        Box::new(move || requests.load(Ordering::SeqCst) == 1),
+    )
+    .await;
+    let second = tokio::spawn({
+        let fetcher = fetcher.clone();
+        let id = format!("{}/held-too", site.base);
+        async move { fetcher.fetch(&id).await }
+    });
+    let queued = fetcher.clone();
+    wait(
+        "the second fetch waits for its turn",
+        Box::new(move || queued.queued() == 1),
+    )
+    .await;
+    assert_eq!(
+        site.requests.load(Ordering::SeqCst),
+        1,
+        "the second fetch must not start while the first runs"
+    );
+    site.release.add_permits(2);
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(site.requests.load(Ordering::SeqCst), 2);
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::broker::Broker;
+use support::mcp::eventually;
 use support::oauth::{Attempt, CLAUDE_CALLBACK, Landing, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -313,6 +314,35 @@ async fn holding_a_code_is_not_enough_to_burn_it() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+// Item 7: metadata fetch failures tell the caller nothing internal.
+
+#[tokio::test]
+async fn a_metadata_document_failure_shows_no_addresses_or_connection_details() {
+    let stack = Stack::start(&[]).await;
+    // `localhost` resolves to a loopback address, which the fetcher refuses.
+    let client_id = "https://localhost:9/oauth/client.json";
+    let attempt = Attempt::new(client_id, "http://localhost/callback");
+    match stack
+        .browse_as("alice", &stack.authorize_url(&attempt, &[]))
+        .await
+    {
+        Landing::Page(400, html) => {
+            assert!(
+                !html.contains("127.0.0.1") && !html.contains("::1"),
+                "{html}"
+            );
+            assert!(!html.contains("resolves"), "{html}");
+            assert!(html.contains("could not be used"), "{html}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The operator still learns why.
+    assert!(
+        eventually(|| stack.broker.log_text().contains("resolves to")).await,
+        "the details are logged"
     );
 }
 

@@ -64,6 +64,7 @@ pub(crate) async fn authorize(
             );
         }
         Ok(Lookup::Unusable(why)) => {
+            // `why` is a fixed text; the details (addresses, TLS errors) went to the log.
             return error_page(
                 StatusCode::BAD_REQUEST,
                 "Application metadata unavailable",

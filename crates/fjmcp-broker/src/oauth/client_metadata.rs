@@ -33,8 +33,20 @@
 //! URIs).
 //!
 //! Results are not cached here; [`FetchedClient::cache_for`] says how long the
-//! caller may keep one. Errors must not be cached (the draft's rule).
+//! caller may keep one. Failures are remembered for a short while
+//! ([`FetchPolicy::failure_cache`], per URL without its query, so a changing
+//! query string does not defeat it): anyone can name a document URL, and
+//! without this every authorization request with a failing one would make
+//! the broker fetch again. The draft says errors must not be cached; a few
+//! seconds of refusal is the price of not being a fetch amplifier. At most
+//! [`FetchPolicy::max_concurrent`] fetches run at once; others wait for a
+//! turn within the fetch timeout ([`FetchError::Busy`] after it).
+//!
+//! Error texts carry details (resolved addresses, TLS and connection errors)
+//! for the log; [`FetchError::public_message`] is what an anonymous caller
+//! may see.
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -42,7 +54,10 @@ use std::time::Duration;
 
 use http::HeaderMap;
 use http::header::{ACCEPT, CACHE_CONTROL};
+use parking_lot::Mutex;
 use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use url::Url;
 
 use super::redirect_uri::is_uri_char;
@@ -54,6 +69,9 @@ const MAX_CLIENT_ID_URL_LEN: usize = 2000;
 const DEFAULT_CACHE_LIFETIME: Duration = Duration::from_secs(3600);
 /// Longest cache lifetime honoured.
 const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Failures remembered at most; past that, expired ones are forgotten (and if
+/// none has expired, all of them).
+const MAX_REMEMBERED_FAILURES: usize = 10_000;
 
 /// Whether `client_id` has the form of a client ID metadata document URL:
 /// `https`, a host, a path other than `/`, no userinfo, no fragment, no dot
@@ -105,6 +123,11 @@ pub struct FetchPolicy {
     /// addresses (and lets loopback addresses pass the address check). Never
     /// set in production: it lets anyone make the broker call its own host.
     pub allow_loopback_http: bool,
+    /// Most fetches in progress at once.
+    pub max_concurrent: usize,
+    /// How long a failed URL (without its query) is refused without a fetch;
+    /// zero remembers nothing.
+    pub failure_cache: Duration,
 }
 
 impl Default for FetchPolicy {
@@ -113,6 +136,8 @@ impl Default for FetchPolicy {
             timeout: Duration::from_secs(5),
             max_bytes: 64 * 1024,
             allow_loopback_http: false,
+            max_concurrent: 8,
+            failure_cache: Duration::from_secs(30),
         }
     }
 }
@@ -144,6 +169,27 @@ pub enum FetchError {
     /// Not JSON, not an object, wrong `client_id`, or invalid metadata.
     #[error("client metadata document is invalid: {0}")]
     Invalid(String),
+    /// The same URL failed moments ago; not fetched again yet.
+    #[error("client metadata document failed recently; not fetched again yet")]
+    RecentlyFailed,
+    /// Too many fetches in progress; no turn came within the timeout.
+    #[error("too many client metadata documents are being fetched")]
+    Busy,
+}
+
+impl FetchError {
+    /// What an anonymous caller may be told: which kind of failure, never
+    /// the addresses a name resolves to or a connection's error details.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            FetchError::NotAllowed(_) => "its URL is not one the broker fetches",
+            FetchError::Unreachable(_) | FetchError::BadStatus(_) => "it could not be fetched",
+            FetchError::TooLarge => "it is too large",
+            FetchError::Invalid(_) => "it is not a valid client metadata document",
+            FetchError::RecentlyFailed => "it failed moments ago; try again shortly",
+            FetchError::Busy => "the broker is busy; try again shortly",
+        }
+    }
 }
 
 /// Fetches client ID metadata documents. Cheap to clone (one shared HTTP
@@ -152,6 +198,12 @@ pub enum FetchError {
 pub struct MetadataFetcher {
     policy: FetchPolicy,
     http: reqwest::Client,
+    /// Turns to fetch ([`FetchPolicy::max_concurrent`]).
+    turns: Arc<Semaphore>,
+    /// Fetches waiting for a turn.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Until when a URL (without query) that failed is refused.
+    failures: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl std::fmt::Debug for MetadataFetcher {
@@ -181,7 +233,14 @@ impl MetadataFetcher {
             .user_agent(concat!("fjmcp-broker/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the HTTP client for client metadata documents could not be built");
-        MetadataFetcher { policy, http }
+        let turns = Arc::new(Semaphore::new(policy.max_concurrent.max(1)));
+        MetadataFetcher {
+            policy,
+            http,
+            turns,
+            queued: Arc::default(),
+            failures: Arc::default(),
+        }
     }
 
     /// Whether this fetcher would try `client_id` at all: what
@@ -195,13 +254,54 @@ impl MetadataFetcher {
     /// Fetches and validates the document at `client_id`.
     pub async fn fetch(&self, client_id: &str) -> Result<FetchedClient, FetchError> {
         let url = self.check_url(client_id)?;
-        match tokio::time::timeout(self.policy.timeout, self.fetch_checked(client_id, &url)).await {
-            Ok(result) => result,
-            Err(_) => Err(FetchError::Unreachable(format!(
-                "no complete answer within {:?}",
-                self.policy.timeout
-            ))),
+        let key = failure_key(&url);
+        if self
+            .failures
+            .lock()
+            .get(&key)
+            .is_some_and(|until| *until > Instant::now())
+        {
+            return Err(FetchError::RecentlyFailed);
         }
+        use std::sync::atomic::Ordering;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let turn =
+            tokio::time::timeout(self.policy.timeout, self.turns.clone().acquire_owned()).await;
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+        let Ok(Ok(_turn)) = turn else {
+            return Err(FetchError::Busy);
+        };
+        let result =
+            match tokio::time::timeout(self.policy.timeout, self.fetch_checked(client_id, &url))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(FetchError::Unreachable(format!(
+                    "no complete answer within {:?}",
+                    self.policy.timeout
+                ))),
+            };
+        if result.is_err() && !self.policy.failure_cache.is_zero() {
+            self.remember_failure(key);
+        }
+        result
+    }
+
+    /// How many fetches wait for a turn right now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn remember_failure(&self, key: String) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock();
+        if failures.len() >= MAX_REMEMBERED_FAILURES {
+            failures.retain(|_, until| *until > now);
+            if failures.len() >= MAX_REMEMBERED_FAILURES {
+                failures.clear();
+            }
+        }
+        failures.insert(key, now + self.policy.failure_cache);
     }
 
     fn check_url(&self, client_id: &str) -> Result<Url, FetchError> {
@@ -270,6 +370,15 @@ impl MetadataFetcher {
             cache_for,
         })
     }
+}
+
+/// What failures are remembered under: the URL without its query (and
+/// fragment, which a document URL cannot have anyway).
+fn failure_key(url: &Url) -> String {
+    let mut key = url.clone();
+    key.set_query(None);
+    key.set_fragment(None);
+    key.to_string()
 }
 
 /// Validates a fetched body as the document for `client_id`.

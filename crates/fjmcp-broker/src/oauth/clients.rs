@@ -18,8 +18,9 @@ use crate::store::{ClientKind, ClientRecord, NewClient, StoreError};
 pub(crate) enum Lookup {
     Found(ClientRecord),
     Unknown,
-    /// A metadata-document client whose document could not be used; the text says why.
-    Unusable(String),
+    /// A metadata-document client whose document could not be used; the text
+    /// says why in terms fit for an anonymous caller (details are logged).
+    Unusable(&'static str),
 }
 
 /// The client for `/oauth/authorize`: a metadata document is fetched when it is
@@ -50,7 +51,7 @@ pub(crate) async fn for_authorization(
         }
         Err(e) => {
             tracing::warn!(client_id, error = %e, "client metadata document unusable");
-            Ok(Lookup::Unusable(e.to_string()))
+            Ok(Lookup::Unusable(e.public_message()))
         }
     }
 }
