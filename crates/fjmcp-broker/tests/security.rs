@@ -34,6 +34,75 @@ async fn read_to_close(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// Serves a client ID metadata document on 127.0.0.1 and returns its URL.
+async fn serve_metadata_document(name: &str, redirect_uris: &[&str]) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/client.json", listener.local_addr().unwrap());
+    let document = json!({
+        "client_id": url,
+        "client_name": name,
+        "redirect_uris": redirect_uris,
+        "token_endpoint_auth_method": "none",
+    });
+    let app = axum::Router::new().route(
+        "/client.json",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { axum::Json(document) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+// Item 1: an approval is not reused for redirects whose owner nothing proves.
+
+#[tokio::test]
+async fn an_earlier_approval_is_not_reused_for_a_redirect_to_this_computer() {
+    let stack = Stack::start(&[]).await;
+    let app = "cursor://anysphere.cursor-mcp/oauth/callback";
+    let client = stack
+        .register(
+            "Editor",
+            &[CLAUDE_CALLBACK, "http://127.0.0.1/callback", app],
+        )
+        .await;
+    stack
+        .code_for("alice", &Attempt::new(&client, CLAUDE_CALLBACK))
+        .await;
+    // An https redirect of an approved client needs no new page.
+    let again = Attempt::new(&client, CLAUDE_CALLBACK);
+    let landing = stack
+        .browse_as("alice", &stack.authorize_url(&again, &[]))
+        .await;
+    assert!(
+        matches!(&landing, Landing::Client(q) if q.contains_key("code")),
+        "{landing:?}"
+    );
+    // A local program listening on a loopback port, or an app that claimed the
+    // scheme, could have started these: the user is asked every time.
+    for redirect in ["http://127.0.0.1:41234/callback", app] {
+        for round in 0..2 {
+            let attempt = Attempt::new(&client, redirect);
+            let Landing::Consent {
+                ticket,
+                cookie,
+                html,
+            } = stack
+                .browse_as("alice", &stack.authorize_url(&attempt, &[]))
+                .await
+            else {
+                panic!("{redirect} (round {round}): the consent page must be shown again")
+            };
+            assert!(html.contains("a program on this computer"), "{html}");
+            let Landing::Client(query) = stack.decide(&ticket, &cookie, "approve").await else {
+                panic!("approval redirects")
+            };
+            assert!(query.contains_key("code"), "{query:?}");
+        }
+    }
+}
+
 // Item 2: limits on anonymous endpoints.
 
 #[tokio::test]
@@ -240,6 +309,38 @@ async fn errors_go_to_a_redirect_uri_only_once_some_user_approved_the_client() {
     }
 }
 
+#[tokio::test]
+async fn a_metadata_document_client_vouches_for_redirects_on_its_own_host() {
+    let stack = Stack::start(&[("FJMCP_CLIENT_METADATA_ALLOW_LOOPBACK_HTTP", "true")]).await;
+    // The document is served from 127.0.0.1 and names a redirect on 127.0.0.1:
+    // whoever published it chose the redirect, so errors may go there.
+    let client_id = serve_metadata_document("Local Tool", &["http://127.0.0.1/callback"]).await;
+    let attempt = Attempt::new(&client_id, "http://127.0.0.1:40001/callback");
+    match stack
+        .browse_as(
+            "alice",
+            &stack.authorize_url(&attempt, &[("response_type", Some("token"))]),
+        )
+        .await
+    {
+        Landing::Client(query) => assert_eq!(query["error"], "unsupported_response_type"),
+        other => panic!("{other:?}"),
+    }
+    // Its consent page shows the name from the document and who published it.
+    let Landing::Consent { html, .. } = stack
+        .browse_as("alice", &stack.authorize_url(&attempt, &[]))
+        .await
+    else {
+        panic!("consent")
+    };
+    assert!(
+        html.contains("Allow Local Tool to use Forgejo as alice?"),
+        "{html}"
+    );
+    assert!(html.contains("published by <b>127.0.0.1</b>"), "{html}");
+    assert!(!html.contains("calls itself"), "{html}");
+}
+
 // Item 5: a replay inside the refresh grace window cannot split the family.
 
 #[tokio::test]
@@ -343,6 +444,35 @@ async fn a_metadata_document_failure_shows_no_addresses_or_connection_details() 
     assert!(
         eventually(|| stack.broker.log_text().contains("resolves to")).await,
         "the details are logged"
+    );
+}
+
+// Item 10: the consent page.
+
+#[tokio::test]
+async fn the_consent_page_puts_deny_first_and_says_who_vouches_for_the_name() {
+    let stack = Stack::start(&[]).await;
+    let client = stack.register("Claude", &[CLAUDE_CALLBACK]).await;
+    let attempt = Attempt::new(&client, CLAUDE_CALLBACK);
+    let Landing::Consent { html, .. } = stack
+        .browse_as("alice", &stack.authorize_url(&attempt, &[]))
+        .await
+    else {
+        panic!("consent")
+    };
+    let deny = html.find("value=\"deny\"").expect("a Deny button");
+    let approve = html.find("value=\"approve\"").expect("an Approve button");
+    assert!(
+        deny < approve,
+        "Deny comes first, so a double-click from a swapped window lands on it"
+    );
+    assert!(
+        html.contains("calls itself"),
+        "a registered name is self-declared"
+    );
+    assert!(
+        html.contains("class=\"primary arm\""),
+        "Approve takes no clicks in the page's first moment"
     );
 }
 

@@ -8,11 +8,11 @@ use http::{HeaderValue, StatusCode, header};
 
 use super::OAuthState;
 use super::consent::{issue_code, reply_for};
-use super::pages::{ConsentView, consent_page, error_page};
+use super::pages::{ClientIdentity, ConsentView, consent_page, error_page};
 use super::params::Params;
 use super::redirect_uri;
 use crate::crypto::{hash_secret, mint_secret};
-use crate::store::{AuditEvent, PendingAuthorization};
+use crate::store::{AuditEvent, ClientKind, PendingAuthorization};
 
 pub(crate) async fn callback(
     State(state): State<OAuthState>,
@@ -125,7 +125,10 @@ async fn complete(
         .consent(&identity.id, &request.client_id)
         .await
         .map_err(server_error)?;
-    if approved.is_some() {
+    // A code for a loopback or private-use redirect goes to whichever local program
+    // listens there: an earlier approval is not reused for it, the user is asked again.
+    let owner_unprovable = redirect_uri::stays_on_this_computer(&request.redirect_uri);
+    if approved.is_some() && !owner_unprovable {
         state
             .store
             .finish_pending(&request.state_hash)
@@ -152,20 +155,21 @@ async fn complete(
         )
         .await
         .map_err(server_error)?;
-    let loopback_only = client
-        .client
-        .redirect_uris
-        .iter()
-        .all(|uri| redirect_uri::is_loopback(uri));
+    let document_host = url::Url::parse(&client.client.client_id)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_string));
+    let shown = match (client.client.kind, &document_host) {
+        (ClientKind::MetadataDocument, Some(host)) => ClientIdentity::Verified {
+            name: client.client.client_name.as_deref().unwrap_or(host),
+            host,
+        },
+        _ => ClientIdentity::SelfDeclared(client.client.client_name.as_deref()),
+    };
     let mut page = consent_page(&ConsentView {
-        client_name: client
-            .client
-            .client_name
-            .as_deref()
-            .unwrap_or(&client.client.client_id),
+        client: shown,
         client_id: &client.client.client_id,
         redirect_host: &redirect_uri::shown_host(&request.redirect_uri),
-        loopback_only,
+        local_redirect: owner_unprovable,
         user_login: &identity.login,
         forgejo_url: &state.config.forgejo.url,
         ticket: &ticket,

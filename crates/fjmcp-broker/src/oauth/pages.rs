@@ -25,7 +25,8 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margi
 h1{font-size:1.4rem}.warn{background:#fff4e5;border:1px solid #f0b35a;padding:.6rem .8rem;border-radius:6px}\
 .box{border:1px solid #ddd;border-radius:8px;padding:1rem 1.2rem;margin:1rem 0}\
 button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:6px;border:1px solid #888;cursor:pointer}\
-button.primary{background:#2f6fde;color:#fff;border-color:#2f6fde}code{word-break:break-all}";
+button.primary{background:#2f6fde;color:#fff;border-color:#2f6fde}code{word-break:break-all}\
+.arm{animation:arm .8s}@keyframes arm{from,to{pointer-events:none;opacity:.45}}";
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
@@ -74,14 +75,24 @@ pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Resp
     )
 }
 
+/// Who the client on the consent page is, as far as the broker can tell.
+pub(crate) enum ClientIdentity<'a> {
+    /// Registered anonymously: its name is whatever it said (maybe nothing).
+    SelfDeclared(Option<&'a str>),
+    /// A client ID metadata document: its name is from the document, and the
+    /// host serving the document is verified (the broker fetched it there).
+    Verified { name: &'a str, host: &'a str },
+}
+
 /// What the consent page shows.
 pub(crate) struct ConsentView<'a> {
-    pub client_name: &'a str,
+    pub client: ClientIdentity<'a>,
     pub client_id: &'a str,
     /// The host the code will be sent to.
     pub redirect_host: &'a str,
-    /// True when every redirect URI of the client is on this machine.
-    pub loopback_only: bool,
+    /// True when the code goes to a program on the user's computer (loopback
+    /// or private-use redirect), whose identity nothing proves.
+    pub local_redirect: bool,
     pub user_login: &'a str,
     pub forgejo_url: &'a str,
     /// Names this request in the form.
@@ -89,26 +100,59 @@ pub(crate) struct ConsentView<'a> {
 }
 
 /// The page asking the user to approve or deny a client.
+///
+/// Against a double-click carried over from a window that was swapped under
+/// the pointer: Deny comes first (it is also what Enter presses) and Approve
+/// takes no clicks for a moment after the page appears (a CSS animation; the
+/// page runs no script).
 pub(crate) fn consent_page(view: &ConsentView<'_>) -> Response {
-    let warning = if view.loopback_only {
-        "<p class=\"warn\">This application receives the authorization on <b>this computer</b> \
-         (a loopback address). Only approve it if you just started it yourself.</p>"
+    let warning = if view.local_redirect {
+        format!(
+            "<p class=\"warn\">The authorization goes to <b>a program on this computer</b> \
+             (<code>{host}</code>), and nothing proves which program that is. Only approve \
+             if you just started the connection from {name} yourself.</p>",
+            host = escape(view.redirect_host),
+            name = match view.client {
+                ClientIdentity::Verified { name, .. } => escape(name),
+                ClientIdentity::SelfDeclared(_) => "this application".to_string(),
+            },
+        )
     } else {
-        ""
+        String::new()
+    };
+    let (heading, who, identity) = match view.client {
+        ClientIdentity::Verified { name, host } => (
+            escape(name),
+            format!("<b>{}</b>", escape(name)),
+            format!(
+                "<p>Verified: its description is published by <b>{}</b>.</p>",
+                escape(host)
+            ),
+        ),
+        ClientIdentity::SelfDeclared(Some(name)) => (
+            format!("an application that calls itself “{}”", escape(name)),
+            format!("An application that calls itself <b>“{}”</b>", escape(name)),
+            "<p>It chose that name itself when it registered; the broker cannot check it.</p>"
+                .to_string(),
+        ),
+        ClientIdentity::SelfDeclared(None) => (
+            "an unnamed application".to_string(),
+            "An application that gave no name".to_string(),
+            "<p>It registered without a name; the broker cannot tell what it is.</p>".to_string(),
+        ),
     };
     let body = format!(
-        "<h1>Allow {name} to use Forgejo as {login}?</h1>\
-         <div class=\"box\"><p><b>{name}</b> wants to act as <b>{login}</b> on \
+        "<h1>Allow {heading} to use Forgejo as {login}?</h1>\
+         <div class=\"box\"><p>{who} wants to act as <b>{login}</b> on \
          <code>{forgejo}</code> through this MCP broker: it will be able to read and change \
          what your Forgejo account can (repositories, issues, pull requests, organizations), \
-         until you revoke its access.</p>\
+         until you revoke its access.</p>{identity}\
          <p>After you approve, you are sent back to <b>{host}</b>.</p>\
          <p>Client id: <code>{client_id}</code></p></div>{warning}\
          <form method=\"post\" action=\"/oauth/consent\">\
          <input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
-         <button class=\"primary\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>\
-         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
-        name = escape(view.client_name),
+         <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\
+         <button class=\"primary arm\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button></form>",
         login = escape(view.user_login),
         forgejo = escape(view.forgejo_url),
         host = escape(view.redirect_host),

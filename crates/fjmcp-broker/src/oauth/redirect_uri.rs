@@ -131,6 +131,15 @@ pub(crate) fn is_loopback(uri: &str) -> bool {
     split_loopback(uri).is_some()
 }
 
+/// Whether a code sent to `uri` stays on the user's computer, where nothing
+/// proves who receives it: a loopback `http` URI (any local program can
+/// listen on a port) or a private-use scheme (any app can claim one), RFC 8252
+/// §8.6. An approval given earlier must not be reused silently for these.
+pub(crate) fn stays_on_this_computer(uri: &str) -> bool {
+    is_loopback(uri)
+        || Url::parse(uri).map_or(true, |url| !matches!(url.scheme(), "https" | "http"))
+}
+
 /// What a consent page should show for a redirect URI: its host (with the
 /// port for `https` URIs that name one), or for a private-use scheme the scheme
 /// and any host (`com.example.app:`, `cursor://anysphere.cursor-mcp`). A URI
@@ -260,6 +269,26 @@ fn quote(uri: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn codes_for_loopback_and_private_use_redirects_stay_on_this_computer() {
+        for local in [
+            "http://127.0.0.1:33418/callback",
+            "http://localhost/callback",
+            "http://[::1]:6274/oauth/callback",
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "com.example.app:/callback",
+        ] {
+            assert!(stays_on_this_computer(local), "{local}");
+        }
+        for remote in [
+            "https://claude.ai/api/mcp/auth_callback",
+            "https://127.0.0.1/callback",
+        ] {
+            assert!(!stays_on_this_computer(remote), "{remote}");
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 
