@@ -142,6 +142,7 @@ pub async fn serve(
     tasks.spawn(crate::oauth::sweeper::run(
         broker.store.clone(),
         broker.clock.clone(),
+        crate::oauth::sweeper::Retention::from_config(&broker.config),
         shutdown.clone(),
     ));
     tasks.spawn(broker.pool.clone().run_background(shutdown.clone()));

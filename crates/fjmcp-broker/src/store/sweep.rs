@@ -42,6 +42,32 @@ impl Store {
         })
     }
 
+    /// Deletes clients created at or before `created_before` that never
+    /// obtained a grant and have no sign-in under way: anonymous
+    /// registrations (and fetched metadata documents) nobody used.
+    pub async fn sweep_unused_clients(&self, created_before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM clients WHERE created_at <= $1
+                 AND NOT EXISTS (SELECT 1 FROM grants g WHERE g.client_id = clients.client_id)
+                 AND NOT EXISTS (SELECT 1 FROM pending_authorizations p
+                                 WHERE p.client_id = clients.client_id AND p.expires_at > $2)",
+        )
+        .bind(created_before)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Deletes audit events that happened before `before`.
+    pub async fn sweep_audit(&self, before: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The earliest expiry among the rows [`Store::sweep_expired`] removes.
     pub async fn next_expiry(&self) -> Result<Option<i64>, StoreError> {
         let row = sqlx::query(
