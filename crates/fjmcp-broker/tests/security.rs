@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::broker::Broker;
-use support::mcp::eventually;
+use support::mcp::{eventually, initialize, post, session_of, token_of};
 use support::oauth::{Attempt, CLAUDE_CALLBACK, Landing, Stack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -445,6 +445,83 @@ async fn a_metadata_document_failure_shows_no_addresses_or_connection_details() 
         eventually(|| stack.broker.log_text().contains("resolves to")).await,
         "the details are logged"
     );
+}
+
+// Item 9: streams.
+
+#[tokio::test]
+async fn long_lived_streams_are_capped_per_grant_and_per_user_and_closing_one_frees_it() {
+    let child = support::children::fixture_child().display().to_string();
+    let stack = Stack::start(&[
+        ("FJMCP_CHILD_COMMAND", &child),
+        ("FJMCP_MAX_STREAMS_PER_GRANT", "2"),
+        ("FJMCP_MAX_STREAMS_PER_USER", "3"),
+    ])
+    .await;
+    let open = |token: String, session: String| {
+        let (http, url) = (stack.http.clone(), stack.url("/mcp"));
+        async move {
+            http.get(url)
+                .bearer_auth(token)
+                .header("mcp-session-id", session)
+                .header("accept", "text/event-stream")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let token = token_of(&stack, "alice").await;
+    let session = session_of(&stack, &token, "2025-11-25").await;
+    let first = open(token.clone(), session.clone()).await;
+    assert_eq!(first.status(), 200);
+    let second = open(token.clone(), session.clone()).await;
+    assert_eq!(second.status(), 200);
+    let refused = open(token.clone(), session.clone()).await;
+    assert_eq!(refused.status(), 503, "per grant");
+    assert!(refused.headers().contains_key("retry-after"));
+
+    // Another grant (another client) of the same user: the user's cap counts all.
+    let other = token_of(&stack, "alice").await;
+    let other_session = session_of(&stack, &other, "2025-11-25").await;
+    let third = open(other.clone(), other_session.clone()).await;
+    assert_eq!(third.status(), 200);
+    let refused = open(other.clone(), other_session.clone()).await;
+    assert_eq!(refused.status(), 503, "per user");
+
+    // A stream the client closes gives its place back.
+    drop(first);
+    let mut reopened = 0;
+    for _ in 0..200 {
+        let response = open(token.clone(), session.clone()).await;
+        reopened = response.status().as_u16();
+        if reopened == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(reopened, 200);
+}
+
+#[tokio::test]
+async fn concurrent_initializes_never_exceed_the_session_cap() {
+    let child = support::children::fixture_child().display().to_string();
+    let stack = Stack::start(&[
+        ("FJMCP_CHILD_COMMAND", &child),
+        ("FJMCP_MAX_SESSIONS_PER_USER", "3"),
+    ])
+    .await;
+    let token = token_of(&stack, "alice").await;
+    // The child is started, so the initializes below race on the session cap alone.
+    session_of(&stack, &token, "2025-11-25").await;
+    let attempts = (0..12).map(|_| post(&stack, Some(&token), &[], initialize("2025-11-25")));
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|reply| reply.status)
+        .collect();
+    let created = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(created, 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 10);
 }
 
 // Item 10: the consent page.

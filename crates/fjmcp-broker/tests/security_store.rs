@@ -1,6 +1,7 @@
 //! The store's part of the security hardening (issue 12): what anonymous
 //! callers leave behind does not stay forever (registered clients that never
-//! obtained a grant, old audit events). On SQLite, and on PostgreSQL when
+//! obtained a grant, old audit events), and the per-user session cap holds
+//! under concurrency, also across instances. On SQLite, and on PostgreSQL when
 //! `FJMCP_TEST_POSTGRES_URL` is set.
 
 mod support;
@@ -8,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use fjmcp_broker::clock::ManualClock;
+use fjmcp_broker::crypto::hash_secret;
 use fjmcp_broker::oauth::sweeper::{Retention, sweep_retention};
 use fjmcp_broker::store::{AuditEvent, ClientKind, NewClient, NewGrant, Store};
 use secrecy::SecretString;
@@ -109,5 +111,48 @@ async fn unused_clients_and_old_audit_events_are_swept_and_nothing_else() {
             .map(|(_, e)| e.kind)
             .collect();
         assert_eq!(kept, ["new"], "{}", db.label);
+    }
+}
+
+#[tokio::test]
+async fn the_session_cap_holds_when_sessions_are_created_at_once_on_two_instances() {
+    for db in TestDatabase::all().await {
+        let clock = ManualClock::at(1_700_000_000);
+        let first = db.open_with(1, clock.clone()).await;
+        let second = db.open_with(1, clock.clone()).await;
+        let user = a_user(&first).await;
+        first.put_client(&client("c")).await.unwrap();
+        let grant = first
+            .create_grant(&NewGrant {
+                user_id: user.clone(),
+                client_id: "c".into(),
+                scopes: "mcp".into(),
+                resource: "https://mcp.example.com/mcp".into(),
+            })
+            .await
+            .unwrap();
+        let ids: Vec<String> = (0..16).map(|i| format!("session-{i}")).collect();
+        let attempts = ids.iter().enumerate().map(|(i, id)| {
+            let store = if i % 2 == 0 { &first } else { &second };
+            let (grant, user) = (&grant.id, &user);
+            async move {
+                store
+                    .create_session_capped(&hash_secret(id), grant, user, "2025-11-25", 3600, 5)
+                    .await
+                    .unwrap()
+            }
+        });
+        let created = futures::future::join_all(attempts)
+            .await
+            .into_iter()
+            .filter(|created| *created)
+            .count();
+        assert_eq!(created, 5, "{}", db.label);
+        assert_eq!(
+            first.live_sessions_of_user(&user).await.unwrap(),
+            5,
+            "{}",
+            db.label
+        );
     }
 }

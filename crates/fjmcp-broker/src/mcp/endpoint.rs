@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::cancellations::InFlightGuard;
+use super::cancellations::{InFlightGuard, StreamCaps, TooManyStreams};
 use super::catalog::{is_legacy_forwarded, negotiate_legacy_version};
 use super::decorate::{
     broker_server_info, child_server_info, decorate_result, discover_result, forwarded_status,
@@ -46,6 +46,8 @@ const SESSION_PREFIX: &str = "fjms_";
 
 /// How long a client at the per-user session cap should wait before retrying.
 const SESSION_CAP_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long a client at a stream cap should wait before retrying.
+const STREAM_CAP_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A failure and the id of the request it answers.
 #[derive(Debug)]
@@ -145,7 +147,7 @@ async fn modern(
             let init = lease.initialize_result().clone();
             // A listen stream is not a request in flight on the child.
             drop(lease);
-            Ok(listen(state, principal, &request, &init, server_info))
+            listen(state, principal, &request, &init, server_info).for_request(&id)
         }
         ModernAction::Forward => {
             let method = valid.method.clone();
@@ -232,19 +234,20 @@ fn listen(
     request: &RpcRequest,
     init: &Value,
     server_info: Value,
-) -> Response {
+) -> Result<Response, McpError> {
+    let open = open_stream(state, principal, None)?;
     let capabilities = init.get("capabilities").cloned().unwrap_or(Value::Null);
     let (filter, ack) = ack_subscription(request, &capabilities);
     let subscription_id = request.id.clone();
     let stream = Stream {
         binding: Binding::Grant(principal.grant_id.clone()),
-        stop: state.cancellations.stream_token(None),
+        open,
         first: Some(ack),
         // The spec's graceful end of a subscription, when the broker ends it.
         last: Some(subscription_closed(&subscription_id, &server_info)),
     };
     let changes = state.pool.subscribe(&principal.user_id);
-    relay_changes(state, stream, changes, move |notification| {
+    Ok(relay_changes(state, stream, changes, move |notification| {
         let method = notification
             .get("method")
             .and_then(Value::as_str)
@@ -252,7 +255,34 @@ fn listen(
         filter
             .accepts(method)
             .then(|| tag_for_subscription(notification, &subscription_id))
-    })
+    }))
+}
+
+/// A slot for a long-lived stream of the caller, or 503 with `Retry-After`
+/// when their grant or user has as many open as allowed.
+fn open_stream(
+    state: &McpState,
+    principal: &Principal,
+    session: Option<&SecretHash>,
+) -> Result<super::cancellations::OpenStream, McpError> {
+    let caps = StreamCaps {
+        per_grant: state.config.mcp.max_streams_per_grant,
+        per_user: state.config.mcp.max_streams_per_user,
+    };
+    state
+        .cancellations
+        .open_stream(&principal.grant_id, &principal.user_id, session, caps)
+        .map_err(|full| {
+            let whose = match full {
+                TooManyStreams::Grant => "this authorization",
+                TooManyStreams::User => "this user",
+            };
+            tracing::warn!(user_id = %principal.user_id, whose, "stream cap reached");
+            McpError::Unavailable {
+                message: format!("{whose} has too many open streams; close one or retry later"),
+                retry_after: STREAM_CAP_RETRY_AFTER,
+            }
+        })
 }
 
 fn session_id(view: &RequestHeaders<'_>) -> Option<String> {
@@ -363,19 +393,6 @@ async fn initialize(
     accepts: Accepts,
 ) -> Answer {
     let id = Some(request.id.clone());
-    let open = state
-        .store
-        .live_sessions_of_user(&principal.user_id)
-        .await
-        .map_err(|e| McpError::store(&e))
-        .for_request(&id)?;
-    if open >= i64::try_from(state.config.mcp.max_sessions_per_user).unwrap_or(i64::MAX) {
-        return Err(McpError::Unavailable {
-            message: "this user has too many open sessions; end one (DELETE) or retry later".into(),
-            retry_after: SESSION_CAP_RETRY_AFTER,
-        })
-        .for_request(&id);
-    }
     let lease = state
         .pool
         .admit(&principal.user_id)
@@ -390,18 +407,29 @@ async fn initialize(
     drop(lease);
     let session = mint_secret(SESSION_PREFIX);
     let idle = seconds(state.config.mcp.session_idle_timeout);
-    state
+    // Counting and creating are one step in the store: concurrent initializes
+    // cannot overshoot the cap.
+    let cap = i64::try_from(state.config.mcp.max_sessions_per_user).unwrap_or(i64::MAX);
+    let created = state
         .store
-        .create_session(
+        .create_session_capped(
             &hash_secret(&session),
             &principal.grant_id,
             &principal.user_id,
             negotiated,
             idle,
+            cap,
         )
         .await
         .map_err(|e| McpError::store(&e))
         .for_request(&id)?;
+    if !created {
+        return Err(McpError::Unavailable {
+            message: "this user has too many open sessions; end one (DELETE) or retry later".into(),
+            retry_after: SESSION_CAP_RETRY_AFTER,
+        })
+        .for_request(&id);
+    }
     let body = result_response(request.id, result);
     let mut response = if accepts.stream(false) {
         sse::respond(&state.tasks, move |out| async move {
@@ -434,8 +462,9 @@ async fn get(state: &McpState, principal: &Principal, headers: &HeaderMap) -> An
     let hash = session_of(state, principal, &view)
         .await
         .for_request(&None)?;
+    let open = open_stream(state, principal, Some(&hash)).for_request(&None)?;
     let stream = Stream {
-        stop: state.cancellations.stream_token(Some(&hash)),
+        open,
         binding: Binding::Session {
             hash,
             grant_id: principal.grant_id.clone(),

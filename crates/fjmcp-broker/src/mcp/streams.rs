@@ -6,8 +6,8 @@
 use axum::response::Response;
 use serde_json::Value;
 use tokio::sync::broadcast;
-use tokio_util::sync::CancellationToken;
 
+use super::cancellations::OpenStream;
 use super::sse;
 use super::state::McpState;
 use crate::crypto::SecretHash;
@@ -17,8 +17,9 @@ use crate::crypto::SecretHash;
 pub(crate) struct Stream {
     /// What the stream must stay bound to.
     pub(crate) binding: Binding,
-    /// Ends the stream from outside (shutdown, DELETE of its session).
-    pub(crate) stop: CancellationToken,
+    /// Its slot under the stream caps and the token that ends it from outside
+    /// (shutdown, DELETE of its session); released when the stream ends.
+    pub(crate) open: OpenStream,
     /// Sent before any change (a listen acknowledgement).
     pub(crate) first: Option<Value>,
     /// Sent when the broker, not the client, ends the stream.
@@ -62,12 +63,15 @@ pub(crate) fn relay_changes(
     let state = state.clone();
     let tasks = state.tasks.clone();
     sse::respond(&tasks, move |out| async move {
+        // `open` lives exactly as long as this producer: however the stream
+        // ends (even aborted when the client hangs up), its slot is given back.
         let Stream {
             binding,
-            stop,
+            open,
             first,
             last,
         } = stream;
+        let stop = open.stop.clone();
         if let Some(first) = first
             && out.send(sse::event(&first)).await.is_err()
         {

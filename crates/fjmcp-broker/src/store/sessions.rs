@@ -2,7 +2,7 @@
 //! created them, so they survive broker restarts and child respawns, and end
 //! with the grant.
 
-use super::{Store, StoreError, column};
+use super::{Backend, Store, StoreError, column};
 use crate::crypto::SecretHash;
 
 /// A live session.
@@ -39,6 +39,48 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Stores a new session unless the user already has `cap` live ones;
+    /// false when at the cap. Count and insert are one step: concurrent
+    /// `initialize` requests (on any instance) cannot overshoot the cap.
+    pub async fn create_session_capped(
+        &self,
+        id_hash: &SecretHash,
+        grant_id: &str,
+        user_id: &str,
+        protocol_version: &str,
+        idle_seconds: i64,
+        cap: i64,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        // SQLite: the IMMEDIATE transaction holds the database's write lock.
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            // Serializes the user's session creations across instances.
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO sessions (id_hash, grant_id, user_id, protocol_version, created_at, last_seen_at, expires_at)
+             SELECT $1, $2, $3, $4, $5, $5, $6
+             WHERE (SELECT COUNT(*) FROM sessions
+                    WHERE user_id = $3 AND deleted_at IS NULL AND expires_at > $5) < $7",
+        )
+        .bind(id_hash.as_str())
+        .bind(grant_id)
+        .bind(user_id)
+        .bind(protocol_version)
+        .bind(now)
+        .bind(now + idle_seconds)
+        .bind(cap)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
     }
 
     /// The live session (not deleted, not expired, its grant not revoked), and
