@@ -26,6 +26,16 @@ fn main() -> ExitCode {
         return ExitCode::from(error.exit_code());
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        // Before any secret is read: processes of the same user (children included) must
+        // not read the broker's memory or /proc/<pid>/environ (client secret, database
+        // password), and no core dump may hold them.
+        use rustix::process::{DumpableBehavior, set_dumpable_behavior};
+        if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
+            eprintln!("fjmcp-broker: cannot make the process non-dumpable: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    }
     let flags = cli.command.flags();
     let env = ProcessEnvironment;
     let config_file = config::config_file(flags.config.clone(), &env);

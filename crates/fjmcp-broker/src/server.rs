@@ -34,6 +34,10 @@ pub enum StartError {
     /// The store is unreachable or its schema unusable: exit code 1.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// The private directory for children's working directories cannot be
+    /// made safely: exit code 1.
+    #[error("cannot create the children's directory: {0}")]
+    WorkRoot(std::io::Error),
 }
 
 /// The assembled broker, ready to serve.
@@ -49,7 +53,8 @@ pub struct Broker {
 }
 
 /// Loads the sealing key (generating it on a first SQLite start), opens the
-/// store (applying migrations) and assembles the broker.
+/// store (applying migrations), makes the children's private directory and
+/// assembles the broker.
 pub async fn prepare(config: Config) -> Result<Broker, StartError> {
     let key = if config.sealing_key.generate_if_missing {
         SealingKey::load_or_generate(&config.sealing_key.path)?
@@ -60,6 +65,14 @@ pub async fn prepare(config: Config) -> Result<Broker, StartError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = Store::open(&config.store, Arc::new(Sealer::new(key)), clock.clone()).await?;
     tracing::info!(backend = store.backend().name(), "store ready");
+    crate::children::create_work_root(&config.children.work_root).map_err(StartError::WorkRoot)?;
+    if let Some(user) = config.children.run_as {
+        tracing::info!(
+            uid = user.uid,
+            gid = user.gid,
+            "children run as another user (needs root, or CAP_SETUID, CAP_SETGID, CAP_CHOWN and CAP_KILL)"
+        );
+    }
     Ok(assemble(Arc::new(config), store, clock))
 }
 

@@ -477,7 +477,7 @@ async fn the_child_gets_exactly_the_given_environment() {
             .call(tool_call(json!(1), "env_names", json!({})), None, LONG)
             .await
             .unwrap();
-        assert_eq!(text_of(&response), "FJMCP_TEST_MARKER\nHOME\nPATH");
+        assert_eq!(text_of(&response), "FJMCP_TEST_MARKER\nHOME\nPATH\nTMPDIR");
         child.stop().await;
     }
 }
@@ -794,6 +794,7 @@ while IFS= read -r line; do :; done
         address_space_bytes: Some(2 << 30),
         open_files: Some(64),
         cpu_seconds: Some(100),
+        processes: None,
         wrapper: Some(BROKER.into()),
     };
     let child = Child::spawn(spec).await.unwrap();
@@ -833,6 +834,115 @@ while IFS= read -r line; do :; done
             .any(|l| l.contains("cannot run /nonexistent/forgejo-mcp")),
         "{stderr_tail:?}"
     );
+}
+
+#[tokio::test]
+async fn a_child_has_its_own_home_and_tmpdir_inside_its_private_directory() {
+    init_logs();
+    let _shared = PROCESSES.read().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The spec's environment names the broker's HOME (as an allow-listed variable would);
+    // the child must get its own all the same.
+    let body = r#"
+IFS= read -r line
+echo private > "$TMPDIR/scratch"
+reply_init "$line" isolated ",\"home\":\"$HOME\",\"tmp\":\"$TMPDIR\""
+while IFS= read -r line; do :; done
+"#;
+    let mut spec = script_spec(dir.path(), body);
+    spec.env.push(("TMPDIR".into(), "/tmp".into()));
+    let child = Child::spawn(spec).await.unwrap();
+    let init = child.initialize_result().clone();
+    child.stop().await;
+    let home = dir.path().join("home");
+    let tmp = dir.path().join("tmp");
+    assert_eq!(init["home"], json!(home.display().to_string()), "{init}");
+    assert_eq!(init["tmp"], json!(tmp.display().to_string()), "{init}");
+    use std::os::unix::fs::PermissionsExt;
+    for private in [&home, &tmp] {
+        let mode = std::fs::symlink_metadata(private)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{}", private.display());
+    }
+    assert_eq!(
+        std::fs::read_to_string(tmp.join("scratch")).unwrap(),
+        "private\n"
+    );
+
+    // A symlink planted where HOME goes is refused, not followed.
+    let planted = tempfile::tempdir().unwrap();
+    std::fs::remove_dir(&home).unwrap();
+    std::os::unix::fs::symlink(planted.path(), &home).unwrap();
+    assert!(matches!(
+        Child::spawn(script_spec(dir.path(), body)).await,
+        Err(ChildError::Spawn(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_child_can_run_as_another_user_who_owns_its_directory() {
+    init_logs();
+    let _shared = PROCESSES.read().await;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"
+IFS= read -r line
+key=$(cat "$BROKER_SECRET_FILE" 2>/dev/null | tr -dc 'A-Za-z-')
+nproc=$(awk '/^Max processes/ {print $3}' /proc/self/limits)
+reply_init "$line" unprivileged ",\"uid\":\"$(id -u)\",\"gid\":\"$(id -g)\",\"groups\":\"$(id -G)\",\"nproc\":\"$nproc\",\"broker_key\":\"$key\""
+while IFS= read -r line; do :; done
+"#;
+    // A file only the broker's user may read, like the sealing key.
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("sealing-key");
+    std::fs::write(&secret, "KEY-MATERIAL").unwrap();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut spec = script_spec(dir.path(), body);
+    spec.env
+        .push(("BROKER_SECRET_FILE".into(), secret.display().to_string()));
+    spec.run_as = Some(fjmcp_broker::config::UnixUser {
+        uid: 65534,
+        gid: 65534,
+    });
+    spec.limits = ResourceLimits {
+        processes: Some(300),
+        wrapper: Some(BROKER.into()),
+        ..ResourceLimits::default()
+    };
+    let child = Child::spawn(spec).await.unwrap();
+    let init = child.initialize_result().clone();
+    child.stop().await;
+    assert_eq!(init["uid"], json!("65534"), "{init}");
+    assert_eq!(init["gid"], json!("65534"), "{init}");
+    assert_eq!(
+        init["groups"],
+        json!("65534"),
+        "no supplementary groups: {init}"
+    );
+    assert_eq!(init["nproc"], json!("300"), "{init}");
+    let read = init["broker_key"].as_str().unwrap();
+    assert!(
+        !read.contains("KEY-MATERIAL"),
+        "the child read the broker's key"
+    );
+    for owned in [
+        dir.path().to_path_buf(),
+        dir.path().join("home"),
+        dir.path().join("tmp"),
+    ] {
+        assert_eq!(
+            std::fs::metadata(&owned).unwrap().uid(),
+            65534,
+            "{}",
+            owned.display()
+        );
+    }
 }
 
 #[tokio::test]

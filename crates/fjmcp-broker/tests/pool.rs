@@ -68,6 +68,7 @@ impl Fixture {
             request_timeout: Duration::from_secs(30),
             limits: ResourceLimits::default(),
             work_root: work.path().join("children"),
+            run_as: None,
         };
         Fixture {
             double,
@@ -175,7 +176,16 @@ async fn each_user_gets_an_own_child_with_only_their_token() {
         .await
         .unwrap();
     let names: Vec<&str> = text_of(&env).leak().lines().collect();
-    assert_eq!(names, vec!["FORGEJO_ACCESS_TOKEN", "FORGEJO_URL", "PATH"]);
+    assert_eq!(
+        names,
+        vec![
+            "FORGEJO_ACCESS_TOKEN",
+            "FORGEJO_URL",
+            "HOME",
+            "PATH",
+            "TMPDIR"
+        ]
+    );
 
     let lease = pool.admit(&alice).await.unwrap();
     assert_eq!(

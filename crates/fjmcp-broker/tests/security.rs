@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -280,6 +281,56 @@ async fn connections_beyond_the_cap_get_503_and_a_closed_one_frees_its_place() {
     assert!(served.starts_with("HTTP/1.1 200"), "{served}");
 }
 
+// Item 3: the broker's memory and environment are not readable by its own user.
+
+#[tokio::test]
+async fn the_broker_process_cannot_be_read_by_processes_of_its_own_user() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: starting the broker as another user needs root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let listener = support::broker::listener();
+    let mut command = support::broker::command(dir.path());
+    command
+        .arg("serve")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            listener.try_clone().unwrap(),
+        )));
+    let mut broker = command.spawn().unwrap();
+    let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+    let mut up = false;
+    for _ in 0..500 {
+        if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(up, "the broker did not start as uid {NOBODY}");
+    let pid = broker.id().unwrap();
+    // Another process of the same user (a compromised child, say) tries to read
+    // the broker's environment, which holds its Forgejo client secret.
+    use std::os::unix::process::CommandExt;
+    let read = std::process::Command::new("cat")
+        .arg(format!("/proc/{pid}/environ"))
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .unwrap();
+    let environ = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        !environ.contains("forgejo-client-secret-value"),
+        "same-user processes can read the broker's environment"
+    );
+    assert!(!read.status.success());
+    let _ = broker.kill().await;
+}
+
 // Item 4: no open redirector.
 
 #[tokio::test]
@@ -444,6 +495,57 @@ async fn a_metadata_document_failure_shows_no_addresses_or_connection_details() 
     assert!(
         eventually(|| stack.broker.log_text().contains("resolves to")).await,
         "the details are logged"
+    );
+}
+
+// Item 8: the children's directory.
+
+#[tokio::test]
+async fn the_childrens_directory_is_made_private_and_unpredictable_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tmpdir = tmp.path().display().to_string();
+    let mut broker = Broker::start(&[("TMPDIR", &tmpdir)]).await;
+    let made: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("fjmcp-broker-")
+        })
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    let pid = broker.child.id().unwrap();
+    assert_ne!(
+        made[0].file_name().unwrap().to_string_lossy(),
+        format!("fjmcp-broker-{pid}"),
+        "a name derived from the pid can be prepared by another local user"
+    );
+    let meta = std::fs::symlink_metadata(&made[0]).unwrap();
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    assert_eq!(meta.uid(), rustix::process::geteuid().as_raw());
+    broker.terminate();
+    broker.child.wait().await.unwrap();
+    assert!(!made[0].exists(), "removed at exit");
+
+    // A parent everyone may write to without the sticky bit is refused.
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = support::broker::command(dir.path())
+        .arg("serve")
+        .env("FJMCP_LISTEN", "127.0.0.1:0")
+        .env("TMPDIR", open.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not sticky"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -29,6 +29,10 @@ pub struct ResourceLimits {
     pub open_files: Option<u64>,
     /// CPU time in seconds (`RLIMIT_CPU`); the kernel kills the child when it is used up.
     pub cpu_seconds: Option<u64>,
+    /// Most processes and threads of the child's user (`RLIMIT_NPROC`): stops a fork bomb.
+    /// The kernel counts every task of the user, so this suits children running as a
+    /// user of their own.
+    pub processes: Option<u64>,
     /// The binary that understands [`EXEC_LIMITED`] (the broker itself). `None` means the
     /// running executable, which is right in production; tests, whose executable is the test
     /// harness, pass the broker binary's path.
@@ -41,16 +45,18 @@ impl ResourceLimits {
         self.address_space_bytes.is_some()
             || self.open_files.is_some()
             || self.cpu_seconds.is_some()
+            || self.processes.is_some()
     }
 
     /// The wrapper's arguments (after the wrapper binary itself):
-    /// `__exec-limited [--as N] [--nofile N] [--cpu N] -- program args…`.
+    /// `__exec-limited [--as N] [--nofile N] [--cpu N] [--nproc N] -- program args…`.
     pub(crate) fn wrapper_args(&self, program_and_args: &[String]) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![EXEC_LIMITED.into()];
         for (flag, value) in [
             ("--as", self.address_space_bytes),
             ("--nofile", self.open_files),
             ("--cpu", self.cpu_seconds),
+            ("--nproc", self.processes),
         ] {
             if let Some(value) = value {
                 args.push(flag.into());
@@ -69,7 +75,7 @@ impl ResourceLimits {
 pub enum ExecLimitedError {
     /// The arguments were not what [`ResourceLimits::wrapper_args`] produces.
     #[error(
-        "usage: fjmcp-broker {EXEC_LIMITED} [--as BYTES] [--nofile N] [--cpu SECONDS] -- PROGRAM [ARGS…]: {0}"
+        "usage: fjmcp-broker {EXEC_LIMITED} [--as BYTES] [--nofile N] [--cpu SECONDS] [--nproc N] -- PROGRAM [ARGS…]: {0}"
     )]
     Usage(String),
     /// `setrlimit` refused.
@@ -118,6 +124,7 @@ fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Plan, ExecLimitedEr
             Some("--as") => ("RLIMIT_AS", Resource::As),
             Some("--nofile") => ("RLIMIT_NOFILE", Resource::Nofile),
             Some("--cpu") => ("RLIMIT_CPU", Resource::Cpu),
+            Some("--nproc") => ("RLIMIT_NPROC", Resource::Nproc),
             _ => {
                 return Err(ExecLimitedError::Usage(format!(
                     "unknown argument {}",
@@ -191,6 +198,7 @@ mod tests {
             address_space_bytes: Some(1 << 30),
             open_files: None,
             cpu_seconds: Some(60),
+            processes: Some(512),
             wrapper: None,
         };
         assert!(limits.any());
@@ -202,7 +210,8 @@ mod tests {
             Plan {
                 limits: vec![
                     ("RLIMIT_AS", Resource::As, 1 << 30),
-                    ("RLIMIT_CPU", Resource::Cpu, 60)
+                    ("RLIMIT_CPU", Resource::Cpu, 60),
+                    ("RLIMIT_NPROC", Resource::Nproc, 512)
                 ],
                 program: "prog".into(),
                 args: os(&["--flag", "--"]),

@@ -38,6 +38,9 @@ pub use limits::ResourceLimits;
 pub use pool::{Lease, Pool, PoolError, PoolSettings, PoolStats};
 use process::Process;
 pub(crate) use process::create_private_dir;
+pub use process::create_work_root;
+
+use crate::config::UnixUser;
 
 /// The protocol revision the broker speaks to its children (a 2025-era revision that
 /// forgejo-mcp's mcp-go supports).
@@ -68,11 +71,15 @@ pub struct ChildSpec {
     /// `FORGEJO_ACCESS_TOKEN`.
     pub env: Vec<(String, String)>,
     /// The child's working directory, its own (see [`create_private_dir`]); it must exist.
+    /// Its `home` and `tmp` subdirectories become the child's `HOME` and `TMPDIR`.
     pub work_dir: PathBuf,
     /// Names the child in logs, e.g. `user:42 gen:3`. Never a token.
     pub label: String,
     /// Optional `setrlimit` limits; any set limit routes the start through the wrapper.
     pub limits: ResourceLimits,
+    /// Run the child as this user (its working directory is handed to it); `None` runs it
+    /// as the broker's user.
+    pub run_as: Option<UnixUser>,
     /// Longest stdout line accepted; longer ones are logged and dropped.
     pub max_line_bytes: usize,
     /// Time allowed from spawn to the `initialize` result.
@@ -98,6 +105,7 @@ impl ChildSpec {
             work_dir,
             label: label.into(),
             limits: ResourceLimits::default(),
+            run_as: None,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             stop_grace: DEFAULT_STOP_GRACE,
@@ -118,6 +126,7 @@ impl fmt::Debug for ChildSpec {
             .field("work_dir", &self.work_dir)
             .field("label", &self.label)
             .field("limits", &self.limits)
+            .field("run_as", &self.run_as)
             .field("max_line_bytes", &self.max_line_bytes)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("stop_grace", &self.stop_grace)
@@ -228,6 +237,7 @@ impl Child {
     /// [`ChildError::StartFailed`] is returned. Dropping the returned future mid-handshake
     /// stops the child too.
     pub async fn spawn(spec: ChildSpec) -> Result<Child, ChildError> {
+        process::prepare_work_dir(&spec).map_err(ChildError::Spawn)?;
         let mut command = process::command(&spec).map_err(ChildError::Spawn)?;
         let mut os_child = command.spawn().map_err(ChildError::Spawn)?;
         let (Some(pid), Some(stdin), Some(stdout), Some(stderr)) = (

@@ -48,6 +48,8 @@ pub struct PoolSettings {
     pub limits: ResourceLimits,
     /// Each child gets a private directory below this one.
     pub work_root: PathBuf,
+    /// The Unix user children run as (`None`: the broker's own).
+    pub run_as: Option<crate::config::UnixUser>,
 }
 
 impl PoolSettings {
@@ -69,10 +71,12 @@ impl PoolSettings {
                 address_space_bytes: children.limit_address_space_bytes,
                 open_files: children.limit_open_files,
                 cpu_seconds: children.limit_cpu_seconds,
+                processes: children.limit_processes,
                 // The running broker binary is the wrapper.
                 wrapper: None,
             },
             work_root: children.work_root.clone(),
+            run_as: children.run_as,
         }
     }
 }
@@ -570,6 +574,7 @@ impl Pool {
             format!("user:{user_id} gen:{generation}"),
         );
         spec.limits = settings.limits.clone();
+        spec.run_as = settings.run_as;
         spec.tasks = self.inner.tasks.clone();
         Ok(spec)
     }

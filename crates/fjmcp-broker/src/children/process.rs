@@ -28,8 +28,15 @@ const STDERR_MAX_LINE: usize = 8 * 1024;
 /// stderr lines kept for the start-failure message.
 const STDERR_TAIL_LINES: usize = 20;
 
+/// The child's `HOME`, inside its private directory.
+const HOME_DIR: &str = "home";
+/// The child's `TMPDIR`, inside its private directory.
+const TMP_DIR: &str = "tmp";
+
 /// Builds the command for `spec`: directly, or through the limits wrapper when a resource limit
-/// is set. Never through a shell; the environment is exactly `spec.env`.
+/// is set. Never through a shell; the environment is `spec.env` plus `HOME` and `TMPDIR`, which
+/// are always the child's own directories ([`prepare_work_dir`]), never the broker's: children
+/// must not share a place to leave files for each other or read the broker's.
 pub(crate) fn command(spec: &ChildSpec) -> io::Result<Command> {
     let Some((program, args)) = spec.program_and_args.split_first() else {
         return Err(io::Error::new(
@@ -53,6 +60,8 @@ pub(crate) fn command(spec: &ChildSpec) -> io::Result<Command> {
     command
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env("HOME", spec.work_dir.join(HOME_DIR))
+        .env("TMPDIR", spec.work_dir.join(TMP_DIR))
         .current_dir(&spec.work_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -63,18 +72,119 @@ pub(crate) fn command(spec: &ChildSpec) -> io::Result<Command> {
         // Last resort only: the reaper task owns the process and normally waits for it; this
         // fires if that task is dropped with the runtime.
         .kill_on_drop(true);
+    if let Some(user) = spec.run_as {
+        // std drops the supplementary groups too when the broker is root.
+        command.uid(user.uid).gid(user.gid);
+    }
     Ok(command)
 }
 
-/// Creates `path` (and missing parents) as a directory only its owner can use (0700), for a
-/// child's working directory, or tightens an existing one to 0700.
+/// Makes the child's `HOME` and `TMPDIR` inside its working directory (private, 0700) and, when
+/// the child runs as another user, hands the working directory and both to that user.
+pub(crate) fn prepare_work_dir(spec: &ChildSpec) -> io::Result<()> {
+    let dirs = [
+        spec.work_dir.clone(),
+        spec.work_dir.join(HOME_DIR),
+        spec.work_dir.join(TMP_DIR),
+    ];
+    for dir in &dirs[1..] {
+        match mkdir_private(dir) {
+            Ok(()) => {}
+            // A directory reused for another start (tests do): fine if it is a real directory,
+            // never a symlink planted in its place.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let meta = std::fs::symlink_metadata(dir)?;
+                if !meta.file_type().is_dir() {
+                    return Err(io::Error::other(format!(
+                        "{} exists and is not a directory",
+                        dir.display()
+                    )));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(user) = spec.run_as {
+        for dir in &dirs {
+            // lchown: never through a symlink.
+            std::os::unix::fs::lchown(dir, Some(user.uid), Some(user.gid))?;
+        }
+    }
+    Ok(())
+}
+
+/// `mkdir` with mode 0700: fails if anything (a directory, a file, a symlink) is already there.
+fn mkdir_private(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(path)
+}
+
+/// Checks, without following symlinks, that `path` is a directory owned by the broker's user
+/// that nobody else may use.
+fn check_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let why = if !meta.file_type().is_dir() {
+        Some("is not a directory (or is a symlink)".to_string())
+    } else if meta.uid() != rustix::process::geteuid().as_raw() {
+        Some(format!("belongs to uid {}, not the broker's", meta.uid()))
+    } else if meta.mode() & 0o077 != 0 {
+        Some(format!(
+            "is open to group or others (mode {:o})",
+            meta.mode() & 0o7777
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(io::Error::other(format!("{} {why}", path.display()))),
+        None => Ok(()),
+    }
+}
+
+/// Creates a child's working directory `path`, private (0700) and new: an existing directory
+/// or a symlink at `path` is refused, never reused. Its parent is made too if missing (one
+/// level) and must pass the same checks, so nobody else can rename or replace it.
 pub(crate) fn create_private_dir(path: &Path) -> io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+    if let Some(parent) = path.parent() {
+        match mkdir_private(parent) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        check_private_dir(parent)?;
+    }
+    mkdir_private(path)?;
+    check_private_dir(path)
+}
+
+/// Creates the broker's directory for its children's working directories at start, with
+/// `mkdtemp` semantics: the name (random, from configuration) must not exist yet, the
+/// directory is made exclusively with mode 0700 and checked without following symlinks. Its
+/// parent must exist and, if others may write to it, be sticky (like `/tmp`), so nobody else
+/// can move the directory away and put their own in its place.
+pub fn create_work_root(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = path
+        .parent()
+        .ok_or_else(|| io::Error::other(format!("{} has no parent", path.display())))?;
+    let meta = std::fs::metadata(parent)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", parent.display())))?;
+    if !meta.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a directory",
+            parent.display()
+        )));
+    }
+    if meta.mode() & 0o002 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(io::Error::other(format!(
+            "{} is writable by everyone but not sticky",
+            parent.display()
+        )));
+    }
+    mkdir_private(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    check_private_dir(path)
 }
 
 impl From<io::Result<ExitStatus>> for ExitInfo {
@@ -264,4 +374,79 @@ pub(crate) async fn log_stderr(stderr: ChildStderr, process: &Process) {
         process.keep_stderr_line(text);
     }
     process.stderr_done.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn a_child_directory_is_new_private_and_never_a_symlink() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("root");
+        let child = root.join("user-1-0");
+        create_private_dir(&child).unwrap();
+        assert_eq!(mode(&root), 0o700);
+        assert_eq!(mode(&child), 0o700);
+
+        // What exists already is refused, not tightened and reused.
+        let existing = root.join("user-1-1");
+        std::fs::create_dir(&existing).unwrap();
+        std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(create_private_dir(&existing).is_err());
+        assert_eq!(mode(&existing), 0o755, "nothing was changed through it");
+
+        // A symlink to somebody else's directory is neither followed nor chmod-ed.
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(elsewhere.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let planted = root.join("user-1-2");
+        symlink(elsewhere.path(), &planted).unwrap();
+        assert!(create_private_dir(&planted).is_err());
+        assert_eq!(mode(elsewhere.path()), 0o755);
+
+        // A parent others may use is refused.
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(create_private_dir(&open.join("user-1-0")).is_err());
+    }
+
+    #[test]
+    fn the_work_root_is_made_exclusively_in_a_safe_parent() {
+        let base = tempfile::tempdir().unwrap();
+        let root = base.path().join("fjmcp-broker-abc");
+        create_work_root(&root).unwrap();
+        assert_eq!(mode(&root), 0o700);
+        assert!(
+            create_work_root(&root).is_err(),
+            "an existing one is not reused"
+        );
+
+        let target = tempfile::tempdir().unwrap();
+        let link = base.path().join("fjmcp-broker-link");
+        symlink(target.path(), &link).unwrap();
+        assert!(
+            create_work_root(&link).is_err(),
+            "a symlink is not followed"
+        );
+
+        // A world-writable parent without the sticky bit lets others swap the directory.
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(create_work_root(&open.join("fjmcp-broker-x")).is_err());
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        create_work_root(&open.join("fjmcp-broker-x")).unwrap();
+        assert!(create_work_root(&base.path().join("missing/fjmcp-broker-y")).is_err());
+    }
 }
