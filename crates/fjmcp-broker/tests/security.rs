@@ -658,6 +658,21 @@ async fn the_consent_page_puts_deny_first_and_says_who_vouches_for_the_name() {
 // Item 11: the smaller items.
 
 #[tokio::test]
+async fn the_sqlite_database_is_created_readable_by_its_owner_only() {
+    let mut broker = Broker::start(&[]).await;
+    for name in ["broker.db", "broker.db-wal", "broker.db-shm"] {
+        let path = broker.dir.join(name);
+        if let Ok(meta) = std::fs::metadata(&path) {
+            assert_eq!(meta.permissions().mode() & 0o077, 0, "{name}");
+        } else {
+            assert_ne!(name, "broker.db", "the database exists");
+        }
+    }
+    broker.terminate();
+    broker.child.wait().await.unwrap();
+}
+
+#[tokio::test]
 async fn every_route_but_the_health_probes_checks_the_host() {
     let stack = Stack::start(&[]).await;
     for path in [

@@ -108,11 +108,14 @@ impl Store {
     ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, backend, max_connections) = match location {
-            StoreLocation::Sqlite(path) => (
-                format!("sqlite://{}?mode=rwc", path.display()),
-                Backend::Sqlite,
-                4,
-            ),
+            StoreLocation::Sqlite(path) => {
+                create_private_file(path)?;
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    Backend::Sqlite,
+                    4,
+                )
+            }
             StoreLocation::Postgres(url) => {
                 (url.expose_secret().to_string(), Backend::Postgres, 10)
             }
@@ -178,6 +181,23 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+}
+
+/// Creates a missing SQLite database file readable by its owner only (0600),
+/// before SQLite would create it with the umask's looser mode; SQLite gives
+/// its `-wal` and `-shm` files the same mode. An existing file is left as it is.
+fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
     }
 }
 
