@@ -105,6 +105,9 @@ pub struct SettingFlags {
     /// Refresh a live child's Forgejo token this long before it expires [env: FJMCP_REFRESH_LEAD] [default: 5m]
     #[arg(long, value_name = "DURATION")]
     pub refresh_lead: Option<String>,
+    /// Check a live child's Forgejo token against Forgejo at most this often, so a user who revokes the broker in Forgejo loses access within it [env: FJMCP_FORGEJO_CHECK_INTERVAL] [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub forgejo_check_interval: Option<String>,
     /// Most children alive at once [env: FJMCP_MAX_CHILDREN] [default: 200]
     #[arg(long, value_name = "N")]
     pub max_children: Option<String>,
@@ -179,6 +182,7 @@ impl SettingFlags {
             (REAP_INTERVAL, &self.reap_interval),
             (ROTATE_INTERVAL, &self.rotate_interval),
             (REFRESH_LEAD, &self.refresh_lead),
+            (FORGEJO_CHECK_INTERVAL, &self.forgejo_check_interval),
             (MAX_CHILDREN, &self.max_children),
             (MAX_IN_FLIGHT_PER_CHILD, &self.max_in_flight_per_child),
             (CHILD_LIMIT_ADDRESS_SPACE, &self.child_limit_address_space),

@@ -5,10 +5,12 @@
 //! its module and states what each module must not know. Items are `pub` only
 //! when the binary or the integration tests use them.
 
+mod backoff;
 pub mod children;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod crypto;
 pub mod forgejo;
 pub mod http;

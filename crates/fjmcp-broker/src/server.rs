@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::children::{Pool, PoolSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::credentials::{CredentialSettings, Credentials};
 use crate::crypto::{KeyError, Sealer, SealingKey};
 use crate::forgejo::{EndpointOverrides, ForgejoClient};
 use crate::http::{AppState, router};
@@ -87,10 +88,19 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         allow_loopback_http: config.oauth.client_metadata_allow_loopback_http,
         ..FetchPolicy::default()
     });
-    let pool = Pool::new(
-        PoolSettings::from_config(&config),
+    let credentials = Credentials::new(
         store.clone(),
         forgejo.clone(),
+        clock.clone(),
+        CredentialSettings {
+            min_validity: MIN_VALIDITY_FOR_A_NEW_CHILD,
+            refresh_lead: config.children.refresh_lead,
+            check_interval: config.children.forgejo_check_interval,
+        },
+    );
+    let pool = Pool::new(
+        PoolSettings::from_config(&config),
+        credentials.clone(),
         clock.clone(),
         tasks.clone(),
     );
@@ -101,12 +111,19 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
             clock: clock.clone(),
             forgejo,
             client_metadata,
+            credentials: credentials.clone(),
         },
         bearer: BearerState {
             config: config.clone(),
             store: store.clone(),
         },
-        mcp: McpState::new(config.clone(), store.clone(), pool.clone(), tasks.clone()),
+        mcp: McpState::new(
+            config.clone(),
+            store.clone(),
+            pool.clone(),
+            credentials,
+            tasks.clone(),
+        ),
         store: store.clone(),
         config: config.clone(),
     };
@@ -186,6 +203,10 @@ pub async fn serve(
         Err(join_error) => Err(std::io::Error::other(join_error)),
     }
 }
+
+/// A token handed to a new child must stay valid at least this long (else it
+/// is refreshed first): a child reads its token once, at start.
+const MIN_VALIDITY_FOR_A_NEW_CHILD: Duration = Duration::from_secs(60);
 
 /// How long the exit waits for background tasks once requests and children
 /// are done (sweepers finish their round, children's pipes close).

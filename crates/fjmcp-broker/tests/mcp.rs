@@ -978,7 +978,8 @@ async fn admission_failures_are_http_statuses_also_for_clients_that_asked_for_a_
     assert_eq!(full.headers["content-type"], "application/json");
     assert_eq!(full.json()["id"], 1);
 
-    // Alice's child goes; starting the next one needs a refresh, which Forgejo refuses.
+    // Alice's child goes, and she revokes the broker in Forgejo: starting her
+    // next child needs a refresh, which Forgejo refuses.
     let crash = post(
         &stack,
         Some(&alice),
@@ -987,10 +988,10 @@ async fn admission_failures_are_http_statuses_also_for_clients_that_asked_for_a_
     )
     .await;
     assert_eq!(crash.json()["error"]["code"], -32603);
-    stack.double.inject_fault(
-        forgejo_double::Endpoint::Token,
-        forgejo_double::Fault::InvalidGrant,
-        1,
+    assert!(
+        stack
+            .double
+            .revoke_grant("alice", support::oauth::BROKER_CLIENT_ID)
     );
     let mut headers = sse_only.to_vec();
     headers.push(("mcp-session-id", &session));

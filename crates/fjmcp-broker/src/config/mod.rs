@@ -281,6 +281,8 @@ pub struct ChildSettings {
     pub rotate_interval: Duration,
     /// Refresh a live child's Forgejo token this long before it expires.
     pub refresh_lead: Duration,
+    /// Check a live child's Forgejo token against Forgejo at most this often.
+    pub forgejo_check_interval: Duration,
     /// Most children alive at once (one per user).
     pub max_children: usize,
     /// Most requests in flight on one child.
@@ -445,6 +447,7 @@ impl Validator<'_> {
         let reap_interval = self.parse(REAP_INTERVAL, positive_duration);
         let rotate_interval = self.parse(ROTATE_INTERVAL, positive_duration);
         let refresh_lead = self.parse(REFRESH_LEAD, parse_duration);
+        let forgejo_check_interval = self.parse(FORGEJO_CHECK_INTERVAL, positive_duration);
         let max_children = self.parse(MAX_CHILDREN, positive_count);
         let max_in_flight = self.parse(MAX_IN_FLIGHT_PER_CHILD, positive_count);
         let limit_as = self.optional(CHILD_LIMIT_ADDRESS_SPACE, parse_size);
@@ -523,6 +526,7 @@ impl Validator<'_> {
                 reap_interval: reap_interval?,
                 rotate_interval: rotate_interval?,
                 refresh_lead: refresh_lead?,
+                forgejo_check_interval: forgejo_check_interval?,
                 max_children: max_children?,
                 max_in_flight_per_child: max_in_flight?,
                 limit_address_space_bytes: limit_as?,

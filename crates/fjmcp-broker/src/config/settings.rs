@@ -124,6 +124,11 @@ pub(crate) const ROTATE_INTERVAL: Setting = setting(
 );
 pub(crate) const REFRESH_LEAD: Setting =
     setting("refresh_lead", "--refresh-lead", "FJMCP_REFRESH_LEAD");
+pub(crate) const FORGEJO_CHECK_INTERVAL: Setting = setting(
+    "forgejo_check_interval",
+    "--forgejo-check-interval",
+    "FJMCP_FORGEJO_CHECK_INTERVAL",
+);
 pub(crate) const MAX_CHILDREN: Setting =
     setting("max_children", "--max-children", "FJMCP_MAX_CHILDREN");
 pub(crate) const MAX_IN_FLIGHT_PER_CHILD: Setting = setting(
@@ -192,6 +197,7 @@ pub(crate) const ALL: &[Setting] = &[
     REAP_INTERVAL,
     ROTATE_INTERVAL,
     REFRESH_LEAD,
+    FORGEJO_CHECK_INTERVAL,
     MAX_CHILDREN,
     MAX_IN_FLIGHT_PER_CHILD,
     CHILD_LIMIT_ADDRESS_SPACE,
@@ -229,6 +235,7 @@ pub(crate) fn default_for(setting: Setting) -> Option<&'static str> {
         "reap_interval" => "30s",
         "rotate_interval" => "1m",
         "refresh_lead" => "5m",
+        "forgejo_check_interval" => "5m",
         "max_children" => "200",
         "max_in_flight_per_child" => "32",
         "session_idle_timeout" => "24h",

@@ -127,6 +127,15 @@ async fn modern(
 ) -> Answer {
     let id = Some(request.id.clone());
     let valid = validate_modern(&request, view).for_request(&id)?;
+    if valid.action == ModernAction::Discover {
+        // A stateless client's session start: a user who revoked the broker in
+        // Forgejo must be sent to sign in now, not served by a live child.
+        state
+            .credentials
+            .check_session_start(&principal.user_id)
+            .await
+            .for_request(&id)?;
+    }
     let lease = state
         .pool
         .admit(&principal.user_id)
@@ -376,6 +385,13 @@ async fn initialize(
         })
         .for_request(&id);
     }
+    // A user who revoked the broker in Forgejo is sent to sign in now, not
+    // served by a live child holding a token that no longer works.
+    state
+        .credentials
+        .check_session_start(&principal.user_id)
+        .await
+        .for_request(&id)?;
     let lease = state
         .pool
         .admit(&principal.user_id)

@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 use super::cancellations::Cancellations;
 use crate::children::Pool;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::store::Store;
 
 /// What the `/mcp` handlers need.
@@ -17,6 +18,8 @@ pub(crate) struct McpState {
     pub(crate) store: Store,
     /// One stdio child per Forgejo user.
     pub(crate) pool: Pool,
+    /// Checks the user's Forgejo token at every session start.
+    pub(crate) credentials: Credentials,
     /// In-flight 2025-era requests a client may cancel, and open streams.
     pub(crate) cancellations: Cancellations,
     /// Owns every stream's producer task, so shutdown waits for them.
@@ -24,11 +27,18 @@ pub(crate) struct McpState {
 }
 
 impl McpState {
-    pub(crate) fn new(config: Arc<Config>, store: Store, pool: Pool, tasks: TaskTracker) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        store: Store,
+        pool: Pool,
+        credentials: Credentials,
+        tasks: TaskTracker,
+    ) -> Self {
         McpState {
             config,
             store,
             pool,
+            credentials,
             cancellations: Cancellations::default(),
             tasks,
         }

@@ -15,12 +15,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "credentials",
+        sqlite: include_str!("migrations/sqlite/0002_credentials.sql"),
+        postgres: include_str!("migrations/postgres/0002_credentials.sql"),
+    },
+];
 
 /// An arbitrary constant naming the broker's migration lock in PostgreSQL.
 const POSTGRES_MIGRATION_LOCK: i64 = 0x666a_6d63_7000;
