@@ -45,10 +45,6 @@ pub struct CredentialSettings {
     pub check_interval: Duration,
 }
 
-/// A check this recent is not repeated before a child starts (a session start
-/// checks, then its first request starts the child).
-const CHECK_REUSE: Duration = Duration::from_secs(30);
-
 /// After a refused refresh, how long a newer credential (a sign-in that rotated
 /// the refresh token) may take to appear before the credential is declared dead.
 const SIGN_IN_LANDS_WITHIN: Duration = Duration::from_secs(3);
@@ -73,6 +69,20 @@ pub struct Credential {
     pub access_token: SecretString,
     /// Unix seconds.
     pub access_expires_at: i64,
+    /// When Forgejo issued it (Unix seconds): with the expiry, its lifetime.
+    pub issued_at: i64,
+}
+
+impl Credential {
+    /// Whether the token must be replaced before it is relied on for `span`
+    /// more: it expires within `span` — or within half its lifetime, when
+    /// Forgejo issues tokens shorter-lived than `span` (refreshing early could
+    /// never satisfy it).
+    fn expires_within(&self, span: Duration, now: i64) -> bool {
+        let lifetime = (self.access_expires_at - self.issued_at).max(0);
+        let span = seconds(span).min(lifetime / 2);
+        self.access_expires_at <= now + span
+    }
 }
 
 /// What changed about a user's credential, for whoever runs their child.
@@ -137,6 +147,9 @@ struct UserState {
 struct Status {
     /// The last time Forgejo accepted the token, and of which generation.
     checked: Option<(i64, i64)>,
+    /// Checks against Forgejo completed so far: a session start that waited
+    /// for the gate while another completed one shares its result.
+    checks_done: u64,
     /// Consecutive failures to reach Forgejo.
     failures: u32,
     /// Unix seconds before which Forgejo is not tried again for this user.
@@ -169,43 +182,38 @@ impl Credentials {
 
     /// The credential for a child about to start: valid for at least the
     /// minimum validity (refreshed first if not), and accepted by Forgejo
-    /// (checked now, unless a check of it just happened).
+    /// right now (a child reads its token once and could not recover from a
+    /// dead one; newer forgejo-mcp releases do not check it at start).
     pub async fn for_new_child(&self, user_id: &str) -> Result<Credential, CredentialError> {
         let state = self.state(user_id);
         let _gate = state.gate.lock().await;
         let current = self.read(user_id).await?;
-        let current = if current.access_expires_at <= self.deadline(self.settings().min_validity) {
+        let current = if current.expires_within(self.settings().min_validity, self.now()) {
             self.refresh(&state, user_id, current.generation).await?
         } else {
             current
         };
-        self.checked(&state, user_id, current, CHECK_REUSE).await
+        self.checked(&state, user_id, current, None).await
     }
 
     /// At a session start: Forgejo accepts the user's token now, so a user who
     /// revoked the broker is sent to sign in at once. Concurrent starts of one
     /// user share one check.
     pub async fn check_session_start(&self, user_id: &str) -> Result<(), CredentialError> {
-        let asked_at = self.now();
         let state = self.state(user_id);
+        let done_before = state.status.lock().checks_done;
         let _gate = state.gate.lock().await;
-        if state
-            .status
-            .lock()
-            .checked
-            .is_some_and(|(_, at)| at >= asked_at)
-        {
+        if state.status.lock().checks_done > done_before {
+            // A check completed while this one waited for the gate.
             return Ok(());
         }
         let current = self.read(user_id).await?;
-        let current = if current.access_expires_at <= self.deadline(self.settings().min_validity) {
+        let current = if current.expires_within(self.settings().min_validity, self.now()) {
             self.refresh(&state, user_id, current.generation).await?
         } else {
             current
         };
-        self.checked(&state, user_id, current, Duration::ZERO)
-            .await
-            .map(drop)
+        self.checked(&state, user_id, current, None).await.map(drop)
     }
 
     /// For a live child holding generation `held` whose token expires at
@@ -222,16 +230,19 @@ impl Credentials {
         let state = self.state(user_id);
         let _gate = state.gate.lock().await;
         let mut current = self.read(user_id).await?;
-        let expires_at = if current.generation == held {
-            held_expires_at
-        } else {
-            current.access_expires_at
-        };
-        if expires_at <= self.deadline(self.settings().refresh_lead) {
+        if current.generation == held {
+            current.access_expires_at = held_expires_at;
+        }
+        if current.expires_within(self.settings().refresh_lead, self.now()) {
             current = self.refresh(&state, user_id, current.generation).await?;
         }
         let current = self
-            .checked(&state, user_id, current, self.settings().check_interval)
+            .checked(
+                &state,
+                user_id,
+                current,
+                Some(self.settings().check_interval),
+            )
             .await?;
         Ok((current.generation != held).then_some(current))
     }
@@ -261,6 +272,7 @@ impl Credentials {
                 generation,
                 access_token: credential.access_token.clone(),
                 access_expires_at: credential.access_expires_at,
+                issued_at: self.now(),
             },
         });
         Ok(generation)
@@ -272,11 +284,6 @@ impl Credentials {
 
     fn now(&self) -> i64 {
         self.inner.clock.now()
-    }
-
-    /// Now plus `span`, in Unix seconds.
-    fn deadline(&self, span: Duration) -> i64 {
-        self.now() + seconds(span)
     }
 
     fn state(&self, user_id: &str) -> Arc<UserState> {
@@ -300,24 +307,26 @@ impl Credentials {
                 generation: record.generation,
                 access_token: credential.access_token,
                 access_expires_at: credential.access_expires_at,
+                issued_at: record.updated_at,
             }),
             Ok(None) => Err(CredentialError::Dead),
             Err(e) => Err(store_failed(&e)),
         }
     }
 
-    /// `credential` if Forgejo accepted it within `max_age`, else after
-    /// checking it now. A refused token is refreshed (the refresh decides
-    /// whether the grant is gone); an unreachable Forgejo backs off.
+    /// `credential` if Forgejo accepted it within `max_age` (`None`: check
+    /// whatever the last check), else after checking it now. A refused token
+    /// is refreshed (the refresh decides whether the grant is gone); an
+    /// unreachable Forgejo backs off.
     async fn checked(
         &self,
         state: &UserState,
         user_id: &str,
         credential: Credential,
-        max_age: Duration,
+        max_age: Option<Duration>,
     ) -> Result<Credential, CredentialError> {
         let now = self.now();
-        {
+        if let Some(max_age) = max_age {
             let status = state.status.lock();
             if status.checked.is_some_and(|(generation, at)| {
                 generation == credential.generation && now - at <= seconds(max_age)
@@ -372,13 +381,14 @@ impl Credentials {
         let Some((record, current)) = lock.current().await.map_err(|e| store_failed(&e))? else {
             return Err(CredentialError::Dead);
         };
-        if record.generation > known
-            && current.access_expires_at > self.deadline(self.settings().min_validity)
-        {
+        if record.generation > known && current.access_expires_at > self.now() {
+            // Refreshed (or signed in) meanwhile: refreshing again would not
+            // make it last longer.
             return Ok(Credential {
                 generation: record.generation,
                 access_token: current.access_token,
                 access_expires_at: current.access_expires_at,
+                issued_at: record.updated_at,
             });
         }
         self.reachable(state)?;
@@ -407,6 +417,7 @@ impl Credentials {
                     generation,
                     access_token: fresh.access_token,
                     access_expires_at: fresh.access_expires_at,
+                    issued_at: self.now(),
                 };
                 self.announce(CredentialChange::Renewed {
                     user_id: user_id.to_string(),
@@ -526,6 +537,7 @@ impl Credentials {
     fn accepted(&self, state: &UserState, generation: i64) {
         let mut status = state.status.lock();
         status.checked = Some((generation, self.now()));
+        status.checks_done += 1;
         status.failures = 0;
         status.retry_at = 0;
     }

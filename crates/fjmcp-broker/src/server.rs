@@ -93,7 +93,9 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         forgejo.clone(),
         clock.clone(),
         CredentialSettings {
-            min_validity: MIN_VALIDITY_FOR_A_NEW_CHILD,
+            // A child reads its token once, at start: it must get one that lasts
+            // (a minute with the default five-minute lead).
+            min_validity: config.children.refresh_lead / 5,
             refresh_lead: config.children.refresh_lead,
             check_interval: config.children.forgejo_check_interval,
         },
@@ -203,10 +205,6 @@ pub async fn serve(
         Err(join_error) => Err(std::io::Error::other(join_error)),
     }
 }
-
-/// A token handed to a new child must stay valid at least this long (else it
-/// is refreshed first): a child reads its token once, at start.
-const MIN_VALIDITY_FOR_A_NEW_CHILD: Duration = Duration::from_secs(60);
 
 /// How long the exit waits for background tasks once requests and children
 /// are done (sweepers finish their round, children's pipes close).

@@ -64,6 +64,7 @@ impl Fixture {
             idle_timeout: Duration::from_secs(900),
             reap_interval: Duration::from_secs(30),
             rotate_interval: Duration::from_secs(60),
+            expiry_margin: Duration::from_secs(30),
             max_children: 50,
             max_in_flight_per_child: 32,
             request_timeout: Duration::from_secs(30),
@@ -224,9 +225,16 @@ async fn concurrent_callers_with_colliding_ids_get_their_own_answers() {
         task.await.unwrap();
     }
     assert_eq!(
-        f.double.calls(Endpoint::ApiUser),
+        pool.stats()
+            .started
+            .load(std::sync::atomic::Ordering::Relaxed),
         1,
         "one child served every caller"
+    );
+    assert_eq!(
+        f.double.calls(Endpoint::ApiUser),
+        2,
+        "one check by the broker before the start, one by the child at its start"
     );
     pool.shutdown().await;
 }

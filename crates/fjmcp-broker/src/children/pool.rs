@@ -41,6 +41,10 @@ pub struct PoolSettings {
     /// replaced when another instance or a sign-in changed them, checked
     /// against Forgejo when the check interval has passed).
     pub rotate_interval: Duration,
+    /// A child whose token expires within this margin takes no new request:
+    /// the request path (which knows the expiry without asking anyone) starts
+    /// its replacement first, in case the sweep has not yet.
+    pub expiry_margin: Duration,
     pub max_children: usize,
     pub max_in_flight_per_child: usize,
     /// Longest a forwarded request may take; also bounds how long a superseded
@@ -62,6 +66,7 @@ impl PoolSettings {
             idle_timeout: children.idle_timeout,
             reap_interval: children.reap_interval,
             rotate_interval: children.rotate_interval,
+            expiry_margin: children.refresh_lead / 10,
             max_children: children.max_children,
             max_in_flight_per_child: children.max_in_flight_per_child,
             request_timeout: config.http.request_timeout,
@@ -137,8 +142,10 @@ struct Live {
     generation: i64,
     /// Unique per spawn, so an old child's exit never evicts its successor.
     serial: u64,
-    /// When the child holds a token that expires (unix seconds).
+    /// When the child's token expires (unix seconds).
     access_expires_at: i64,
+    /// When Forgejo issued that token (unix seconds).
+    issued_at: i64,
 }
 
 /// Restarting a child that keeps dying right after start is refused for a while.
@@ -158,10 +165,7 @@ const CRASH_BACKOFF: BackoffPolicy = BackoffPolicy {
     first: Duration::from_secs(2),
     max: Duration::from_secs(60),
 };
-/// A child whose token expires within this margin takes no new request: the
-/// request path (which knows the expiry without asking anyone) starts its
-/// replacement first, in case the sweep has not yet.
-const EXPIRY_MARGIN_SECONDS: i64 = 30;
+
 /// The longest shutdown waits for superseded children to finish draining.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
 
@@ -351,7 +355,11 @@ impl Pool {
     fn usable_current(&self, slot: &UserSlot) -> Option<Live> {
         let now = self.inner.clock.now();
         slot.current.lock().clone().filter(|live| {
-            live.child.accepts_calls() && live.access_expires_at > now + EXPIRY_MARGIN_SECONDS
+            // A quarter of the token's lifetime when Forgejo issues short-lived
+            // ones, so the margin never swallows the whole token.
+            let lifetime = (live.access_expires_at - live.issued_at).max(0);
+            let margin = seconds(self.inner.settings.expiry_margin).min(lifetime / 4);
+            live.child.accepts_calls() && live.access_expires_at > now + margin
         })
     }
 
@@ -423,6 +431,7 @@ impl Pool {
             generation,
             serial,
             access_expires_at: credential.access_expires_at,
+            issued_at: credential.issued_at,
         };
         let replaced = slot.current.lock().replace(live.clone());
         slot.last_used.store(started_at, Ordering::Relaxed);
