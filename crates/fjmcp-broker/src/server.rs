@@ -118,10 +118,13 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         bearer: BearerState {
             config: config.clone(),
             store: store.clone(),
+            clock: clock.clone(),
+            verified: Default::default(),
         },
         mcp: McpState::new(
             config.clone(),
             store.clone(),
+            clock.clone(),
             pool.clone(),
             credentials,
             tasks.clone(),
@@ -163,6 +166,15 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tasks.spawn(broker.pool.clone().run_background(shutdown.clone()));
+    tasks.spawn(broker.store.clone().follow_epoch(shutdown.clone()));
+    tasks.spawn(
+        broker
+            .state
+            .mcp
+            .sessions
+            .clone()
+            .write_behind(shutdown.clone()),
+    );
     let app = broker.router();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -184,6 +196,10 @@ pub async fn serve(
             }
         }
     };
+    // The last requests' session uses, before the store closes.
+    if let Err(e) = broker.state.mcp.sessions.flush().await {
+        tracing::warn!(error = %e, "could not write sessions' last use at shutdown");
+    }
     // Children last among the parts that serve requests, first before the store:
     // no orphans, no zombies.
     broker.pool.shutdown().await;

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use forgejo_double::{Endpoint, Fault};
 use serde_json::{Value, json};
-use support::broker::Broker;
 use support::mcp::{
     call_modern, eventually, initialize, post, post_to, session_of, text_of, token_of, tool_call,
 };
 use support::oauth::{BROKER_CLIENT_ID, CLAUDE_CALLBACK, Landing, Stack};
+use support::pair::Pair;
 
 fn fixture() -> String {
     support::children::fixture_child().display().to_string()
@@ -315,70 +315,6 @@ async fn a_restart_between_sign_in_and_first_request_changes_nothing() {
     let _first = stack.broker.restart().await;
     let session = session_of(&stack, &token, "2025-11-25").await;
     assert_eq!(text_of(&whoami(&stack, &token, &session).await.1), "alice");
-}
-
-/// Two brokers on one PostgreSQL database with one sealing key, as behind a
-/// load balancer: the stack's broker (A) and a second one (B) with the same
-/// public URL that also accepts its own address as `Host`.
-struct Pair {
-    stack: Stack,
-    second: Broker,
-    _state: tempfile::TempDir,
-}
-
-impl Pair {
-    async fn start(
-        extra: &[(&str, &str)],
-        double: impl FnOnce(forgejo_double::Config) -> forgejo_double::Config,
-    ) -> Option<Pair> {
-        let database = support::databases::TestDatabase::postgres().await?;
-        let fjmcp_broker::config::StoreLocation::Postgres(url) = &database.location else {
-            unreachable!()
-        };
-        use secrecy::ExposeSecret;
-        let url = url.expose_secret().to_string();
-        // The database outlives the test's brokers; it is dropped with `database`
-        // at the end of the test process at the latest.
-        std::mem::forget(database);
-        let state = tempfile::tempdir().unwrap();
-        let key = state.path().join("sealing-key");
-        fjmcp_broker::crypto::SealingKey::generate(&key).unwrap();
-        let key = key.display().to_string();
-        let child = fixture();
-        let mut env: Vec<(&str, &str)> = vec![
-            ("FJMCP_STORE", &url),
-            ("FJMCP_SEALING_KEY_FILE", &key),
-            ("FJMCP_CHILD_COMMAND", &child),
-        ];
-        env.extend_from_slice(extra);
-        let stack = Stack::start_with(&env, double).await;
-        let listener = support::broker::listener();
-        let own = listener.local_addr().unwrap().to_string();
-        let forgejo = stack.double.url();
-        let mut second_env = env.clone();
-        second_env.extend_from_slice(&[
-            ("FJMCP_PUBLIC_URL", stack.issuer.as_str()),
-            ("FJMCP_FORGEJO_URL", &forgejo),
-            ("FJMCP_FORGEJO_CLIENT_ID", BROKER_CLIENT_ID),
-            (
-                "FJMCP_FORGEJO_CLIENT_SECRET",
-                support::oauth::BROKER_CLIENT_SECRET,
-            ),
-            ("FJMCP_ALLOWED_HOSTS", &own),
-        ]);
-        let dir = tempfile::tempdir().unwrap();
-        let second = Broker::start_on(listener, dir.path(), &second_env).await;
-        std::mem::forget(dir);
-        Some(Pair {
-            stack,
-            second,
-            _state: state,
-        })
-    }
-
-    fn second_mcp(&self) -> String {
-        format!("{}/mcp", self.second.url)
-    }
 }
 
 #[tokio::test]

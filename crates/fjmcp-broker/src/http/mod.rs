@@ -89,7 +89,7 @@ pub fn router(state: AppState) -> Router {
                     header::PROXY_AUTHORIZATION,
                 ]))
                 // Before tracing, so the span carries the id; a client-sent id is kept.
-                .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::Random))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::Sequential))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_id::span)

@@ -281,10 +281,9 @@ async fn session_of(
         return Err(legacy_error(LegacyProblem::MissingSession, None).into());
     };
     let hash = hash_secret(&session);
-    let idle = seconds(state.config.mcp.session_idle_timeout);
-    match state.store.touch_session(&hash, idle).await {
+    match state.sessions.touch(&hash).await {
         // A session of another grant is not this caller's: as if it did not exist.
-        Ok(Some(record)) if record.grant_id == principal.grant_id => Ok(hash),
+        Ok(Some(grant_id)) if grant_id == principal.grant_id => Ok(hash),
         Ok(_) => Err(legacy_error(LegacyProblem::UnknownSession, None).into()),
         Err(e) => Err(McpError::store(&e)),
     }
@@ -405,11 +404,13 @@ async fn initialize(
     let result = legacy_initialize_result(lease.initialize_result(), negotiated);
     drop(lease);
     let session = mint_secret(SESSION_PREFIX);
+    let hash = hash_secret(&session);
     let idle = seconds(state.config.mcp.session_idle_timeout);
+    let epoch = state.sessions.epoch();
     state
         .store
         .create_session(
-            &hash_secret(&session),
+            &hash,
             &principal.grant_id,
             &principal.user_id,
             negotiated,
@@ -418,6 +419,9 @@ async fn initialize(
         .await
         .map_err(|e| McpError::store(&e))
         .for_request(&id)?;
+    state
+        .sessions
+        .created(&hash, principal.grant_id.clone(), epoch);
     let body = result_response(request.id, result);
     let mut response = if accepts.stream(false) {
         sse::respond(&state.tasks, move |out| async move {
@@ -490,6 +494,7 @@ async fn delete(state: &McpState, principal: &Principal, headers: &HeaderMap) ->
         .await
         .map_err(|e| McpError::store(&e))
         .for_request(&None)?;
+    state.sessions.forget(&hash);
     if !deleted {
         return Err(legacy_error(LegacyProblem::UnknownSession, None)).for_request(&None);
     }

@@ -28,6 +28,7 @@ mod response;
 mod revoke;
 pub mod sweeper;
 mod token;
+mod verified;
 
 use std::sync::Arc;
 

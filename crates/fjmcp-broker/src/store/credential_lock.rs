@@ -126,6 +126,7 @@ impl CredentialLock {
         }
         let count = revoke_all_in(&mut tx, &self.user_id, now).await?;
         tx.commit().await?;
+        self.store.revoked_here();
         Ok(Some(count))
     }
 }

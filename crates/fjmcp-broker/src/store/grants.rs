@@ -71,6 +71,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let revoked = revoke_grant_in(&mut tx, grant_id, self.now()).await?;
         tx.commit().await?;
+        if revoked {
+            self.revoked_here();
+        }
         Ok(revoked)
     }
 
@@ -167,6 +170,7 @@ pub(super) async fn revoke_grant_in(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
+    super::epoch::advance_in(conn).await?;
     for statement in [
         "UPDATE access_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",

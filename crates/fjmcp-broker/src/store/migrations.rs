@@ -28,6 +28,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0002_credentials.sql"),
         postgres: include_str!("migrations/postgres/0002_credentials.sql"),
     },
+    Migration {
+        version: 5,
+        name: "revocation epoch",
+        sqlite: include_str!("migrations/sqlite/0005_revocation_epoch.sql"),
+        postgres: include_str!("migrations/postgres/0005_revocation_epoch.sql"),
+    },
 ];
 
 /// An arbitrary constant naming the broker's migration lock in PostgreSQL.

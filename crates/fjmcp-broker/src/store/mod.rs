@@ -11,6 +11,7 @@ mod audit;
 mod authorizations;
 mod clients;
 mod credential_lock;
+mod epoch;
 mod grants;
 mod migrations;
 mod sessions;
@@ -89,6 +90,8 @@ pub struct Store {
     sealer: Arc<Sealer>,
     /// Source of "now" for every timestamp the store writes or compares.
     clock: Arc<dyn Clock>,
+    /// What this instance knows of revocations (see `epoch.rs`).
+    epoch: Arc<epoch::Epoch>,
 }
 
 impl std::fmt::Debug for Store {
@@ -141,6 +144,7 @@ impl Store {
             backend,
             sealer,
             clock,
+            epoch: Arc::new(epoch::Epoch::new()),
         };
         migrations::apply(&store).await?;
         Ok(store)

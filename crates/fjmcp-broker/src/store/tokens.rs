@@ -181,6 +181,7 @@ impl Store {
                 if now - used_at > grace_seconds || successor_used {
                     revoke_grant_in(&mut tx, &grant.id, now).await?;
                     tx.commit().await?;
+                    self.revoked_here();
                     return Ok(RefreshOutcome::ReuseDetected { grant_id: grant.id });
                 }
             }
