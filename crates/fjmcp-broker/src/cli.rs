@@ -42,6 +42,9 @@ pub struct SettingFlags {
     /// Public base URL: issuer and MCP resource base; https, or http on loopback (required) [env: FJMCP_PUBLIC_URL]
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Address where /metrics (Prometheus) is served; unset: no metrics endpoint. Never the public listener [env: FJMCP_METRICS_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Address to listen on, or `stdin` for a listening socket passed as standard input (systemd socket activation) [env: FJMCP_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
@@ -159,6 +162,7 @@ impl SettingFlags {
         [
             (PUBLIC_URL, &self.public_url),
             (LISTEN, &self.listen),
+            (METRICS_LISTEN, &self.metrics_listen),
             (STORE, &self.store),
             (SEALING_KEY_FILE, &self.sealing_key_file),
             (FORGEJO_URL, &self.forgejo_url),

@@ -29,7 +29,8 @@ use tokio::sync::broadcast;
 
 use crate::backoff::BackoffPolicy;
 use crate::clock::{Clock, seconds};
-use crate::forgejo::{ForgejoClient, ForgejoError};
+use crate::forgejo::{ForgejoClient, ForgejoError, TokenResponse};
+use crate::metrics::metrics;
 use crate::store::{AuditEvent, Store, StoreError};
 use crate::upstream::{UpstreamCredential, UserIdentity};
 
@@ -335,12 +336,7 @@ impl Credentials {
             }
         }
         self.reachable(state)?;
-        match self
-            .inner
-            .forgejo
-            .check_token(&credential.access_token)
-            .await
-        {
+        match self.check_at_forgejo(&credential.access_token).await {
             Ok(()) => {
                 self.accepted(state, credential.generation);
                 Ok(credential)
@@ -348,7 +344,7 @@ impl Credentials {
             Err(e) if e.is_refusal() => {
                 tracing::info!(user_id, error = %e, "Forgejo refused the user's access token; refreshing");
                 let fresh = self.refresh(state, user_id, credential.generation).await?;
-                match self.inner.forgejo.check_token(&fresh.access_token).await {
+                match self.check_at_forgejo(&fresh.access_token).await {
                     Ok(()) => {
                         self.accepted(state, fresh.generation);
                         Ok(fresh)
@@ -400,7 +396,7 @@ impl Credentials {
             );
             return self.declare_dead(state, user_id, record.generation).await;
         };
-        match self.inner.forgejo.refresh(&refresh_token).await {
+        match self.refresh_at_forgejo(&refresh_token).await {
             Ok(tokens) => {
                 let fresh = tokens.into_credential(self.now());
                 let replaced = lock
@@ -449,12 +445,7 @@ impl Credentials {
     ) -> Result<Credential, CredentialError> {
         let unexpired = credential.access_expires_at > self.now();
         let superseded = if unexpired {
-            match self
-                .inner
-                .forgejo
-                .check_token(&credential.access_token)
-                .await
-            {
+            match self.check_at_forgejo(&credential.access_token).await {
                 Ok(()) => true,
                 // A refused unexpired access token: the grant is gone.
                 Err(e) if e.is_refusal() => {
@@ -534,6 +525,25 @@ impl Credentials {
         Err(CredentialError::Dead)
     }
 
+    /// `GET /api/v1/user` with `token`, timed and counted.
+    async fn check_at_forgejo(&self, token: &SecretString) -> Result<(), ForgejoError> {
+        let started = tokio::time::Instant::now();
+        let result = self.inner.forgejo.check_token(token).await;
+        metrics().upstream_request("check", outcome(&result), started.elapsed());
+        result
+    }
+
+    /// A refresh at Forgejo, timed and counted.
+    async fn refresh_at_forgejo(
+        &self,
+        refresh_token: &SecretString,
+    ) -> Result<TokenResponse, ForgejoError> {
+        let started = tokio::time::Instant::now();
+        let result = self.inner.forgejo.refresh(refresh_token).await;
+        metrics().upstream_request("refresh", outcome(&result), started.elapsed());
+        result
+    }
+
     fn accepted(&self, state: &UserState, generation: i64) {
         let mut status = state.status.lock();
         status.checked = Some((generation, self.now()));
@@ -573,6 +583,16 @@ impl Credentials {
             reason: "Forgejo cannot be reached".into(),
             retry_after: wait,
         }
+    }
+}
+
+/// The metrics' name for how a call to Forgejo ended.
+fn outcome<T>(result: &Result<T, ForgejoError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) if e.is_refusal() => "refused",
+        Err(ForgejoError::Transient(_)) => "unavailable",
+        Err(_) => "failed",
     }
 }
 

@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod forgejo;
 pub mod http;
 pub mod mcp;
+mod metrics;
 pub mod oauth;
 pub mod server;
 pub mod store;

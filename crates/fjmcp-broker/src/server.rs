@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::credentials::{CredentialSettings, Credentials};
 use crate::crypto::{KeyError, Sealer, SealingKey};
 use crate::forgejo::{EndpointOverrides, ForgejoClient};
-use crate::http::{AppState, router};
+use crate::http::{AppState, metrics_router, router};
 use crate::mcp::McpState;
 use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
 use crate::oauth::{BearerState, OAuthState};
@@ -47,6 +47,8 @@ pub struct Broker {
     pool: Pool,
     /// Owns every background task: sweepers, children's pipes, streams.
     tasks: TaskTracker,
+    /// Where `/metrics` is served, if anywhere.
+    metrics_listener: Option<TcpListener>,
 }
 
 /// Loads the sealing key (generating it on a first SQLite start), opens the
@@ -139,6 +141,7 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         clock,
         pool,
         tasks,
+        metrics_listener: None,
     }
 }
 
@@ -148,6 +151,12 @@ impl Broker {
     pub fn router(&self) -> Router {
         router(self.state.clone())
     }
+
+    /// Serves `/metrics` on `listener` too (the metrics listener, never the
+    /// public one).
+    pub fn serve_metrics_on(&mut self, listener: TcpListener) {
+        self.metrics_listener = Some(listener);
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight
@@ -155,7 +164,7 @@ impl Broker {
 /// drains the background tasks and closes the store.
 pub async fn serve(
     listener: TcpListener,
-    broker: Broker,
+    mut broker: Broker,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grace = broker.config.http.shutdown_grace;
@@ -175,6 +184,18 @@ pub async fn serve(
             .clone()
             .write_behind(shutdown.clone()),
     );
+    if let Some(metrics) = broker.metrics_listener.take() {
+        let app = metrics_router(broker.store.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(metrics, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let app = broker.router();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

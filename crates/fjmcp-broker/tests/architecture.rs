@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 /// The broker's modules from the bottom up: a module may import only modules
 /// of a lower layer (or its own). `main.rs` and `lib.rs` sit above everything.
 const LAYERS: &[&[&str]] = &[
-    &["clock", "version", "upstream", "crypto", "backoff"],
+    &[
+        "clock", "version", "upstream", "crypto", "backoff", "metrics",
+    ],
     &["config", "telemetry"],
     &["store", "forgejo"],
     &["credentials"],

@@ -25,6 +25,7 @@ use super::{CallError, Child, ChildError, ChildSpec, ResourceLimits, create_priv
 use crate::backoff::BackoffPolicy;
 use crate::clock::{Clock, seconds};
 use crate::credentials::{Credential, CredentialChange, CredentialError, Credentials};
+use crate::metrics::{StopReason, metrics};
 
 /// How the pool runs children; built from the configuration.
 #[derive(Debug, Clone)]
@@ -312,7 +313,9 @@ impl Pool {
         let slot = self.slot(user_id);
         let live = self.ensure_child(&slot).await?;
         let max = self.inner.settings.max_in_flight_per_child;
-        if slot.admitted.fetch_add(1, Ordering::AcqRel) >= max {
+        let already = slot.admitted.fetch_add(1, Ordering::AcqRel);
+        metrics().child_admitted(already);
+        if already >= max {
             slot.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(PoolError::Busy {
                 retry_after: Duration::from_secs(1),
@@ -408,12 +411,19 @@ impl Pool {
         let generation = credential.generation;
         let spec = self.spec(&slot.user_id, serial, &credential)?;
         let work_dir = spec.work_dir.clone();
-        inner.live_children.send_modify(|n| *n += 1);
+        inner.live_children.send_modify(|n| {
+            *n += 1;
+            metrics().set_children(*n);
+        });
         let started_at = inner.clock.now();
+        let spawned = tokio::time::Instant::now();
         let child = match Child::spawn(spec).await {
             Ok(child) => child,
             Err(e) => {
-                inner.live_children.send_modify(|n| *n -= 1);
+                inner.live_children.send_modify(|n| {
+                    *n -= 1;
+                    metrics().set_children(*n);
+                });
                 inner.stats.start_failures.fetch_add(1, Ordering::Relaxed);
                 let _ = std::fs::remove_dir_all(&work_dir);
                 self.note_failure(slot);
@@ -426,6 +436,7 @@ impl Pool {
             }
         };
         inner.stats.started.fetch_add(1, Ordering::Relaxed);
+        metrics().child_started(spawned.elapsed());
         let live = Live {
             child: child.clone(),
             generation,
@@ -460,7 +471,10 @@ impl Pool {
         let watched = slot.clone();
         inner.tasks.spawn(async move {
             let exit = child.exited().await;
-            pool.inner.live_children.send_modify(|n| *n -= 1);
+            pool.inner.live_children.send_modify(|n| {
+                *n -= 1;
+                metrics().set_children(*n);
+            });
             let _ = std::fs::remove_dir_all(&work_dir);
             let was_current = {
                 let mut current = watched.current.lock();
@@ -473,6 +487,7 @@ impl Pool {
             };
             if was_current {
                 tracing::warn!(user_id = %watched.user_id, ?exit, "child exited unexpectedly");
+                metrics().child_stopped(StopReason::Crash);
                 if pool.inner.clock.now() - started_at < QUICK_DEATH_SECONDS {
                     pool.note_failure(&watched);
                 }
@@ -486,6 +501,7 @@ impl Pool {
     /// request timeout they run under anyway), then stops it.
     fn retire(&self, old: Live) {
         let drain = self.inner.settings.request_timeout;
+        metrics().child_stopped(StopReason::Rotation);
         self.inner.tasks.spawn(async move {
             let _ = tokio::time::timeout(drain, old.child.until_idle()).await;
             old.child.stop().await;
@@ -516,6 +532,7 @@ impl Pool {
         let taken = slot.current.lock().take();
         if let Some(live) = taken {
             tracing::info!(user_id = %slot.user_id, "stopping the child: the user's Forgejo authorization ended");
+            metrics().child_stopped(StopReason::CredentialDead);
             live.child.stop().await;
         }
     }
@@ -580,6 +597,7 @@ impl Pool {
                     .stats
                     .stopped_idle
                     .fetch_add(1, Ordering::Relaxed);
+                metrics().child_stopped(StopReason::Idle);
                 live.child.stop().await;
             }
         }
@@ -678,6 +696,7 @@ impl Pool {
         let mut stopping = Vec::new();
         for slot in slots {
             if let Some(live) = slot.current.lock().take() {
+                metrics().child_stopped(StopReason::Shutdown);
                 stopping.push(
                     self.inner
                         .tasks

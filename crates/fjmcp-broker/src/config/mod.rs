@@ -335,6 +335,8 @@ pub struct HttpSettings {
 pub struct Config {
     pub public_url: PublicUrl,
     pub listen: Listen,
+    /// Where `/metrics` is served; `None`: not at all (never on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
     pub store: StoreLocation,
     pub sealing_key: SealingKeyFile,
     pub forgejo: ForgejoSettings,
@@ -433,6 +435,11 @@ impl Validator<'_> {
                 .map(Listen::Address)
                 .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080 (or `stdin`)")),
         });
+        let metrics_listen = self.optional(METRICS_LISTEN, |s| {
+            s.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:9090"))
+        });
         let store = self.parse(STORE, parse_store);
         let forgejo_url = self.required(FORGEJO_URL, parse_forgejo_url);
         let client_id = self.required(FORGEJO_CLIENT_ID, |s| non_empty(s).map(str::to_string));
@@ -491,6 +498,7 @@ impl Validator<'_> {
         Some(Config {
             public_url: public_url?,
             listen: listen?,
+            metrics_listen: metrics_listen?,
             store: store?,
             sealing_key: sealing_key?,
             forgejo: ForgejoSettings {

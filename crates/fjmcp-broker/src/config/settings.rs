@@ -36,6 +36,8 @@ const fn secret(key: &'static str, flag: &'static str, env: &'static str) -> Set
 
 pub(crate) const PUBLIC_URL: Setting = setting("public_url", "--public-url", "FJMCP_PUBLIC_URL");
 pub(crate) const LISTEN: Setting = setting("listen", "--listen", "FJMCP_LISTEN");
+pub(crate) const METRICS_LISTEN: Setting =
+    setting("metrics_listen", "--metrics-listen", "FJMCP_METRICS_LISTEN");
 // The store URL can carry a PostgreSQL password.
 pub(crate) const STORE: Setting = secret("store", "--store", "FJMCP_STORE");
 pub(crate) const SEALING_KEY_FILE: Setting = setting(
@@ -177,6 +179,7 @@ pub(crate) const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
 pub(crate) const ALL: &[Setting] = &[
     PUBLIC_URL,
     LISTEN,
+    METRICS_LISTEN,
     STORE,
     SEALING_KEY_FILE,
     FORGEJO_URL,

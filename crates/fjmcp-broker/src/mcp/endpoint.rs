@@ -99,6 +99,7 @@ async fn post(state: &McpState, principal: &Principal, headers: &HeaderMap, body
     let view = RequestHeaders::from_map(headers);
     let incoming = parse_body(body).for_request(&None)?;
     let route = classify(&incoming, &view).for_request(&None)?;
+    record(route, &incoming);
     let accepts = Accepts::of(headers);
     match (route, incoming) {
         (Route::Modern, Incoming::Request(request)) => {
@@ -108,6 +109,37 @@ async fn post(state: &McpState, principal: &Principal, headers: &HeaderMap, body
         (Route::Legacy(reason), incoming) => {
             legacy(state, principal, &view, reason, incoming, accepts).await
         }
+    }
+}
+
+/// Counts the message by era and method class (fixed label values).
+fn record(route: Route, incoming: &Incoming) {
+    let era = match route {
+        Route::Modern => "2026-07-28",
+        Route::Legacy(_) => "2025",
+    };
+    let class = match incoming {
+        Incoming::Request(request) => method_class(&request.method),
+        Incoming::Notification(_) => "notification",
+        Incoming::Response(_) => "response",
+        Incoming::Batch(_) => "batch",
+    };
+    crate::metrics::metrics().mcp_request(era, class);
+}
+
+fn method_class(method: &str) -> &'static str {
+    match method.split('/').next().unwrap_or("") {
+        "initialize" => "initialize",
+        "tools" => "tools",
+        "resources" => "resources",
+        "prompts" => "prompts",
+        "completion" => "completion",
+        "server" => "discover",
+        "subscriptions" => "listen",
+        "ping" => "ping",
+        "logging" => "logging",
+        "tasks" => "tasks",
+        _ => "other",
     }
 }
 

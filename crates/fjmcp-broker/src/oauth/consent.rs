@@ -164,6 +164,7 @@ pub(crate) async fn decide(
             }
         }
         _ => {
+            crate::metrics::metrics().oauth_event(crate::metrics::OAuthEvent::ConsentDenied);
             if let Err(e) = state
                 .store
                 .append_audit(&AuditEvent {

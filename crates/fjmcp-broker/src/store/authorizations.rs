@@ -12,6 +12,7 @@ use sqlx::any::AnyRow;
 use super::grants::{GrantRecord, NewGrant, insert_grant};
 use super::{Store, StoreError, column};
 use crate::crypto::{SealContext, SecretHash};
+use crate::metrics::{OAuthEvent, metrics};
 use crate::upstream::{UpstreamCredential, UserIdentity};
 
 /// What `/oauth/authorize` verified, kept until Forgejo calls back.
@@ -117,6 +118,7 @@ impl Store {
         .bind(pending.expires_at)
         .execute(&self.pool)
         .await?;
+        metrics().oauth_event(OAuthEvent::AuthorizationStarted);
         Ok(())
     }
 
@@ -253,6 +255,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        metrics().oauth_event(OAuthEvent::AuthorizationCompleted);
         Ok(grant)
     }
 

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column};
 use crate::crypto::random_id;
+use crate::metrics::{OAuthEvent, metrics};
 
 /// A grant to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,7 @@ impl Store {
         .bind(self.now())
         .execute(&self.pool)
         .await?;
+        metrics().oauth_event(OAuthEvent::ConsentGiven);
         Ok(())
     }
 
@@ -171,6 +173,7 @@ pub(super) async fn revoke_grant_in(
         return Ok(false);
     }
     super::epoch::advance_in(conn).await?;
+    metrics().oauth_event(OAuthEvent::GrantRevoked);
     for statement in [
         "UPDATE access_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",

@@ -62,7 +62,7 @@ impl Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
         version: i64,
@@ -182,6 +182,14 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Every failed database operation passes here: counted for the metrics.
+    fn from(error: sqlx::Error) -> Self {
+        crate::metrics::metrics().store_error();
+        StoreError::Database(error)
     }
 }
 

@@ -141,6 +141,17 @@ impl Store {
         Ok(())
     }
 
+    /// How many live sessions there are (all users, all instances).
+    pub(crate) async fn count_live_sessions(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM sessions WHERE deleted_at IS NULL AND expires_at > $1",
+        )
+        .bind(self.now())
+        .fetch_one(&self.pool)
+        .await?;
+        column(&row, "n")
+    }
+
     /// How many live sessions the user has (for the per-user cap).
     pub async fn live_sessions_of_user(&self, user_id: &str) -> Result<i64, StoreError> {
         let row = sqlx::query(
