@@ -72,7 +72,7 @@ async fn listener(listen: config::Listen) -> std::io::Result<tokio::net::TcpList
 }
 
 async fn serve(config: config::Config) -> ExitCode {
-    telemetry::init(config.log_format, &config.log_level);
+    let _logs = telemetry::init(config.log_format, &config.log_level);
     // One TLS provider for every client (Forgejo, metadata documents, PostgreSQL).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing::info!(version = %version::LONG, public_url = config.public_url.as_str(), "starting");
