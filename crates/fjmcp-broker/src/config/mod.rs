@@ -171,12 +171,17 @@ impl Layers {
 /// The broker's public base URL: issuer of its tokens and base of every URL it
 /// hands out. Stored without a trailing slash, exactly as the issuer is compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl(String);
+pub struct PublicUrl(String, Url);
 
 impl PublicUrl {
     /// Parses and checks a public URL (see [`parse_public_url`]).
     pub fn parse(text: &str) -> Result<PublicUrl, String> {
         parse_public_url(text)
+    }
+
+    /// The URL, parsed (checked once, at start).
+    pub fn url(&self) -> &Url {
+        &self.1
     }
 
     /// The URL as a string, e.g. `https://mcp.example.com`.
@@ -738,7 +743,7 @@ fn parse_public_url(s: &str) -> Result<PublicUrl, String> {
         ));
     }
     let text = url.as_str().trim_end_matches('/').to_string();
-    Ok(PublicUrl(text))
+    Ok(PublicUrl(text, url))
 }
 
 fn parse_forgejo_url(s: &str) -> Result<String, String> {
