@@ -51,6 +51,9 @@ pub struct SettingFlags {
     /// 32-byte key sealing Forgejo tokens at rest; generated beside a SQLite database if absent, required with PostgreSQL [env: FJMCP_SEALING_KEY_FILE]
     #[arg(long, value_name = "FILE")]
     pub sealing_key_file: Option<String>,
+    /// Comma-separated retired key files that can still open older values during a key rotation [env: FJMCP_SEALING_PREVIOUS_KEY_FILES]
+    #[arg(long, value_name = "FILES")]
+    pub sealing_previous_key_files: Option<String>,
     /// Base URL of the Forgejo instance (required) [env: FJMCP_FORGEJO_URL]
     #[arg(long, value_name = "URL")]
     pub forgejo_url: Option<String>,
@@ -158,6 +161,7 @@ impl SettingFlags {
             (LISTEN, &self.listen),
             (STORE, &self.store),
             (SEALING_KEY_FILE, &self.sealing_key_file),
+            (SEALING_PREVIOUS_KEY_FILES, &self.sealing_previous_key_files),
             (FORGEJO_URL, &self.forgejo_url),
             (FORGEJO_CLIENT_ID, &self.forgejo_client_id),
             (FORGEJO_CLIENT_SECRET, &self.forgejo_client_secret),

@@ -6,7 +6,9 @@ mod support;
 use fjmcp_broker::clock::ManualClock;
 use fjmcp_broker::config::StoreLocation;
 use fjmcp_broker::crypto::{OpenError, hash_secret};
-use fjmcp_broker::store::{AuditEvent, ClientKind, NewClient, NewGrant, StoreError};
+use fjmcp_broker::store::{
+    AuditEvent, ClientKind, NewClient, NewGrant, SCHEMA_VERSION, StoreError,
+};
 use fjmcp_broker::upstream::{UpstreamCredential, UserIdentity};
 use secrecy::{ExposeSecret, SecretString};
 use support::databases::TestDatabase;
@@ -44,11 +46,21 @@ fn credential(access: &str, refresh: &str) -> UpstreamCredential {
 async fn migrations_apply_once_and_reopen_cleanly() {
     for db in TestDatabase::all().await {
         let store = db.open().await;
-        assert_eq!(store.schema_version().await.unwrap(), 1, "{}", db.label);
+        assert_eq!(
+            store.schema_version().await.unwrap(),
+            SCHEMA_VERSION,
+            "{}",
+            db.label
+        );
         store.ping().await.unwrap();
         store.close().await;
         let again = db.open().await;
-        assert_eq!(again.schema_version().await.unwrap(), 1, "{}", db.label);
+        assert_eq!(
+            again.schema_version().await.unwrap(),
+            SCHEMA_VERSION,
+            "{}",
+            db.label
+        );
     }
 }
 
@@ -57,7 +69,12 @@ async fn instances_starting_together_migrate_once() {
     for db in TestDatabase::all().await {
         let (a, b, c) = tokio::join!(db.open(), db.open(), db.open());
         for store in [a, b, c] {
-            assert_eq!(store.schema_version().await.unwrap(), 1, "{}", db.label);
+            assert_eq!(
+                store.schema_version().await.unwrap(),
+                SCHEMA_VERSION,
+                "{}",
+                db.label
+            );
         }
     }
 }
@@ -85,7 +102,7 @@ async fn a_schema_newer_than_the_broker_is_refused() {
         match fjmcp_broker::store::Store::open(&db.location, sealer, clock).await {
             Err(StoreError::SchemaTooNew {
                 found: 999,
-                known: 1,
+                known: SCHEMA_VERSION,
             }) => {}
             other => panic!("{}: expected SchemaTooNew, got {other:?}", db.label),
         }
