@@ -9,7 +9,7 @@ use fjmcp_broker::children::limits;
 use fjmcp_broker::cli::{Cli, Command};
 use fjmcp_broker::config::{self, ProcessEnvironment};
 use fjmcp_broker::server::{self, StartError};
-use fjmcp_broker::{telemetry, version};
+use fjmcp_broker::{admin, telemetry, version};
 
 /// Exit code for a configuration the broker refuses (as sysexits' EX_USAGE-like 2).
 const EXIT_CONFIG: u8 = 2;
@@ -36,21 +36,32 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("fjmcp-broker: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
     match cli.command {
         Command::CheckConfig(_) => {
             print!("{}", config::describe(&layers));
             println!("# configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::Serve(_) => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
+        Command::Serve(_) => runtime.block_on(serve(config)),
+        Command::Admin(args) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let mut out = String::new();
+            let result = runtime.block_on(admin::run(&args, &config, &mut out));
+            print!("{out}");
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("fjmcp-broker: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_START);
+                    eprintln!("fjmcp-broker admin: {e}");
+                    ExitCode::from(e.exit_code())
                 }
-            };
-            runtime.block_on(serve(config))
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["oauth"],
     &["mcp"],
     &["http"],
-    &["server", "cli"],
+    &["server", "cli", "admin"],
 ];
 
 fn src() -> PathBuf {

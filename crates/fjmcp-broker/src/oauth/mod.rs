@@ -36,6 +36,7 @@ pub(crate) use bearer::{BearerState, Principal};
 pub(crate) use callback::callback;
 pub(crate) use consent::decide as consent;
 pub(crate) use metadata::{authorization_server_handler, protected_resource_handler};
+pub(crate) use redirect_uri::shown_host;
 pub(crate) use register::register;
 pub(crate) use revoke::revoke;
 pub(crate) use token::token;
