@@ -5,6 +5,7 @@
 //! its module and states what each module must not know. Items are `pub` only
 //! when the binary or the integration tests use them.
 
+mod account;
 pub mod admin;
 pub mod children;
 pub mod cli;

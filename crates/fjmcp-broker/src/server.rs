@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::account::AccountState;
 use crate::children::{Pool, PoolSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SealingKeyFile};
@@ -112,6 +113,12 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         tasks.clone(),
     );
     let state = AppState {
+        account: AccountState {
+            config: config.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            forgejo: forgejo.clone(),
+        },
         oauth: OAuthState {
             config: config.clone(),
             store: store.clone(),

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["store", "forgejo"],
     &["children"],
     &["oauth"],
-    &["mcp"],
+    &["mcp", "account"],
     &["http"],
     &["server", "cli", "admin"],
 ];

@@ -18,7 +18,7 @@ mod clients;
 mod consent;
 mod errors;
 mod metadata;
-mod pages;
+pub(crate) mod pages;
 mod params;
 mod redirect_uri;
 mod register;
