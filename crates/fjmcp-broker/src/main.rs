@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use fjmcp_broker::children::limits;
+use fjmcp_broker::children::{limits, probe};
 use fjmcp_broker::cli::{Cli, Command};
 use fjmcp_broker::config::{self, ProcessEnvironment};
 use fjmcp_broker::server::{self, StartError};
@@ -15,6 +15,8 @@ use fjmcp_broker::{admin, telemetry, version};
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure to start with a valid configuration.
 const EXIT_START: u8 = 1;
+/// How long `check-config` waits for `<child> --version`.
+const CHILD_VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     // The hidden resource-limit wrapper (children/limits.rs) is this binary re-executed as a
@@ -44,8 +46,25 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::CheckConfig(_) => {
+        Command::CheckConfig(args) => {
             print!("{}", config::describe(&layers));
+            if args.skip_child_check {
+                println!("# child_command: not checked (--skip-child-check)");
+            } else {
+                match runtime.block_on(probe::probe(&config.children, CHILD_VERSION_TIMEOUT)) {
+                    Ok(found) => print!("{found}"),
+                    Err(e) => {
+                        // Serving would fail every spawn: a configuration error.
+                        eprint!(
+                            "fjmcp-broker: {}",
+                            config::ConfigErrors(vec![format!(
+                                "child_command: {e}; install forgejo-mcp (README, \"Installing forgejo-mcp\") or set child_command (--child-command, FJMCP_CHILD_COMMAND) to the program's full path"
+                            )])
+                        );
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+            }
             println!("# configuration is valid");
             ExitCode::SUCCESS
         }
