@@ -418,13 +418,21 @@ async fn authorize_post(
         .map(HeaderValue::as_bytes)
         .collect();
     let origin = origins.first().map(|o| String::from_utf8_lossy(o));
+    // Sec-Fetch-Site is set by the browser itself (no page can forge it);
+    // browsers that send it also send `Origin: null` for a same-origin form
+    // from a page whose referrer policy hides its origin.
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    let cross_site = match origins.as_slice() {
-        [] => fetch_site.is_some_and(|site| !matches!(site, "same-origin" | "none")),
-        [one] => *one != state.config.public_url.origin().as_bytes(),
-        // Browsers send one; several cannot be told apart safely.
-        _ => true,
-    };
+    let same_origin_fetch = fetch_site == Some("same-origin");
+    let cross_site = fetch_site.is_some_and(|site| !matches!(site, "same-origin" | "none"))
+        || match origins.as_slice() {
+            [] => false,
+            [one] => {
+                *one != state.config.public_url.origin().as_bytes()
+                    && !(*one == b"null" && same_origin_fetch)
+            }
+            // Browsers send one; several cannot be told apart safely.
+            _ => true,
+        };
     if cross_site {
         tracing::warn!(
             ?origin,

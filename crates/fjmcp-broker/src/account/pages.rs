@@ -3,12 +3,24 @@
 //! same protective headers, every interpolated value escaped); no JavaScript.
 
 use axum::response::Response;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode, header};
 
 use crate::clock::format_utc;
-use crate::oauth::pages::{escape, page};
+use crate::oauth::pages::escape;
 use crate::oauth::shown_host;
 use crate::store::ConnectedApp;
+
+/// The OAuth pages' frame, except that the page's own forms may name their
+/// origin: with the frame's `no-referrer`, browsers send `Origin: null` for
+/// them, and browsers without `Sec-Fetch-Site` would then be refused.
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let mut response = crate::oauth::pages::page(status, title, body);
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    response
+}
 
 /// A note after a change (Post/Redirect/Get), from a fixed set: nothing from
 /// the query string is ever shown.
