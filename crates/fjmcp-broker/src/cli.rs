@@ -184,6 +184,9 @@ pub struct SettingFlags {
     /// Public base URL: issuer and MCP resource base; https, or http on loopback (required) [env: FJMCP_PUBLIC_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Address where /metrics (Prometheus) is served; unset: no metrics endpoint. Never the public listener [env: FJMCP_METRICS_LISTEN]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Address to listen on, or `stdin` for a listening socket passed as standard input (systemd socket activation) [env: FJMCP_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, global = true, value_name = "ADDR")]
     pub listen: Option<String>,
@@ -250,6 +253,9 @@ pub struct SettingFlags {
     /// Refresh a live child's Forgejo token this long before it expires [env: FJMCP_REFRESH_LEAD] [default: 5m]
     #[arg(long, global = true, value_name = "DURATION")]
     pub refresh_lead: Option<String>,
+    /// Check a live child's Forgejo token against Forgejo at most this often, so a user who revokes the broker in Forgejo loses access within it [env: FJMCP_FORGEJO_CHECK_INTERVAL] [default: 5m]
+    #[arg(long, value_name = "DURATION")]
+    pub forgejo_check_interval: Option<String>,
     /// Most children alive at once [env: FJMCP_MAX_CHILDREN] [default: 200]
     #[arg(long, global = true, value_name = "N")]
     pub max_children: Option<String>,
@@ -301,6 +307,7 @@ impl SettingFlags {
         [
             (PUBLIC_URL, &self.public_url),
             (LISTEN, &self.listen),
+            (METRICS_LISTEN, &self.metrics_listen),
             (STORE, &self.store),
             (SEALING_KEY_FILE, &self.sealing_key_file),
             (SEALING_PREVIOUS_KEY_FILES, &self.sealing_previous_key_files),
@@ -325,6 +332,7 @@ impl SettingFlags {
             (REAP_INTERVAL, &self.reap_interval),
             (ROTATE_INTERVAL, &self.rotate_interval),
             (REFRESH_LEAD, &self.refresh_lead),
+            (FORGEJO_CHECK_INTERVAL, &self.forgejo_check_interval),
             (MAX_CHILDREN, &self.max_children),
             (MAX_IN_FLIGHT_PER_CHILD, &self.max_in_flight_per_child),
             (CHILD_LIMIT_ADDRESS_SPACE, &self.child_limit_address_space),

@@ -7,14 +7,17 @@
 
 mod account;
 pub mod admin;
+mod backoff;
 pub mod children;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod crypto;
 pub mod forgejo;
 pub mod http;
 pub mod mcp;
+mod metrics;
 pub mod oauth;
 pub mod server;
 pub mod store;

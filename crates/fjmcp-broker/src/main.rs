@@ -51,7 +51,11 @@ fn main() -> ExitCode {
             if args.skip_child_check {
                 println!("# child_command: not checked (--skip-child-check)");
             } else {
-                match runtime.block_on(probe::probe(&config.children, CHILD_VERSION_TIMEOUT)) {
+                match runtime.block_on(probe::probe(
+                    &config.children.command,
+                    &config.children.inherited_env,
+                    CHILD_VERSION_TIMEOUT,
+                )) {
                     Ok(found) => print!("{found}"),
                     Err(e) => {
                         // Serving would fail every spawn: a configuration error.
@@ -107,7 +111,8 @@ async fn serve(config: config::Config) -> ExitCode {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing::info!(version = %version::LONG, public_url = config.public_url.as_str(), "starting");
     let listen = config.listen;
-    let broker = match server::prepare(config).await {
+    let metrics_listen = config.metrics_listen;
+    let mut broker = match server::prepare(config).await {
         Ok(broker) => broker,
         Err(e @ StartError::SealingKey(_)) => {
             tracing::error!(error = %e, "refusing to start");
@@ -128,6 +133,22 @@ async fn serve(config: config::Config) -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
+    if let Some(addr) = metrics_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(metrics) => {
+                match metrics.local_addr() {
+                    Ok(addr) => tracing::info!(%addr, "serving /metrics"),
+                    Err(e) => tracing::warn!(error = %e, "serving /metrics on an unknown address"),
+                }
+                broker.serve_metrics_on(metrics);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %addr, "cannot listen for metrics");
+                eprintln!("fjmcp-broker: cannot listen for metrics on {addr}: {e}");
+                return ExitCode::from(EXIT_START);
+            }
+        }
+    }
     let shutdown = CancellationToken::new();
     if let Err(e) = server::cancel_on_signals(shutdown.clone()) {
         eprintln!("fjmcp-broker: cannot install signal handlers: {e}");

@@ -18,9 +18,10 @@ use crate::account::AccountState;
 use crate::children::{Pool, PoolSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SealingKeyFile};
+use crate::credentials::{CredentialSettings, Credentials};
 use crate::crypto::{KeyError, Sealer, SealingKey};
 use crate::forgejo::{EndpointOverrides, ForgejoClient};
-use crate::http::{AppState, router};
+use crate::http::{AppState, metrics_router, router};
 use crate::mcp::McpState;
 use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
 use crate::oauth::{BearerState, OAuthState};
@@ -47,6 +48,8 @@ pub struct Broker {
     pool: Pool,
     /// Owns every background task: sweepers, children's pipes, streams.
     tasks: TaskTracker,
+    /// Where `/metrics` is served, if anywhere.
+    metrics_listener: Option<TcpListener>,
 }
 
 /// Loads the sealing key (generating it on a first SQLite start), opens the
@@ -105,10 +108,21 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         allow_loopback_http: config.oauth.client_metadata_allow_loopback_http,
         ..FetchPolicy::default()
     });
-    let pool = Pool::new(
-        PoolSettings::from_config(&config),
+    let credentials = Credentials::new(
         store.clone(),
         forgejo.clone(),
+        clock.clone(),
+        CredentialSettings {
+            // A child reads its token once, at start: it must get one that lasts
+            // (a minute with the default five-minute lead).
+            min_validity: config.children.refresh_lead / 5,
+            refresh_lead: config.children.refresh_lead,
+            check_interval: config.children.forgejo_check_interval,
+        },
+    );
+    let pool = Pool::new(
+        PoolSettings::from_config(&config),
+        credentials.clone(),
         clock.clone(),
         tasks.clone(),
     );
@@ -118,6 +132,7 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
             store: store.clone(),
             clock: clock.clone(),
             forgejo: forgejo.clone(),
+            credentials: credentials.clone(),
         },
         oauth: OAuthState {
             config: config.clone(),
@@ -125,12 +140,22 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
             clock: clock.clone(),
             forgejo,
             client_metadata,
+            credentials: credentials.clone(),
         },
         bearer: BearerState {
             config: config.clone(),
             store: store.clone(),
+            clock: clock.clone(),
+            verified: Default::default(),
         },
-        mcp: McpState::new(config.clone(), store.clone(), pool.clone(), tasks.clone()),
+        mcp: McpState::new(
+            config.clone(),
+            store.clone(),
+            clock.clone(),
+            pool.clone(),
+            credentials,
+            tasks.clone(),
+        ),
         store: store.clone(),
         config: config.clone(),
     };
@@ -141,6 +166,7 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         clock,
         pool,
         tasks,
+        metrics_listener: None,
     }
 }
 
@@ -150,6 +176,12 @@ impl Broker {
     pub fn router(&self) -> Router {
         router(self.state.clone())
     }
+
+    /// Serves `/metrics` on `listener` too (the metrics listener, never the
+    /// public one).
+    pub fn serve_metrics_on(&mut self, listener: TcpListener) {
+        self.metrics_listener = Some(listener);
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight
@@ -157,7 +189,7 @@ impl Broker {
 /// drains the background tasks and closes the store.
 pub async fn serve(
     listener: TcpListener,
-    broker: Broker,
+    mut broker: Broker,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grace = broker.config.http.shutdown_grace;
@@ -168,6 +200,27 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tasks.spawn(broker.pool.clone().run_background(shutdown.clone()));
+    tasks.spawn(broker.store.clone().follow_epoch(shutdown.clone()));
+    tasks.spawn(
+        broker
+            .state
+            .mcp
+            .sessions
+            .clone()
+            .write_behind(shutdown.clone()),
+    );
+    if let Some(metrics) = broker.metrics_listener.take() {
+        let app = metrics_router(broker.store.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(metrics, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let app = broker.router();
     let server = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -189,6 +242,10 @@ pub async fn serve(
             }
         }
     };
+    // The last requests' session uses, before the store closes.
+    if let Err(e) = broker.state.mcp.sessions.flush().await {
+        tracing::warn!(error = %e, "could not write sessions' last use at shutdown");
+    }
     // Children last among the parts that serve requests, first before the store:
     // no orphans, no zombies.
     broker.pool.shutdown().await;

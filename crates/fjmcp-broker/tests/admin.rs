@@ -773,6 +773,17 @@ async fn seal_key_rotation_reseals_every_sealed_value_once_the_configuration_nam
             })
             .await
             .unwrap();
+        // A sign-in waiting on the consent page holds its Forgejo tokens sealed.
+        store
+            .await_consent(
+                &hash_secret("pending-state"),
+                &user("9", "dave"),
+                Some(&credential("fgj-held")),
+                &hash_secret("ticket"),
+                &hash_secret("csrf"),
+            )
+            .await
+            .unwrap();
         store
             .create_account_login(
                 &hash_secret("acct.state"),
@@ -831,6 +842,14 @@ async fn seal_key_rotation_reseals_every_sealed_value_once_the_configuration_nam
                     "pending_authorizations.sealed_upstream_verifier".to_string(),
                     1
                 ),
+                (
+                    "pending_authorizations.sealed_upstream_access".to_string(),
+                    1
+                ),
+                (
+                    "pending_authorizations.sealed_upstream_refresh".to_string(),
+                    1
+                ),
                 ("account_logins.sealed_upstream_verifier".to_string(), 1),
             ],
             "{label}"
@@ -864,13 +883,19 @@ async fn seal_key_rotation_reseals_every_sealed_value_once_the_configuration_nam
             "fgj-alice-refresh"
         );
         let pending = only_new
-            .claim_pending_for_callback(&hash_secret("pending-state"))
+            .claim_pending_for_consent(&hash_secret("ticket"), &hash_secret("csrf"))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(
             pending.request.upstream_verifier.expose_secret(),
             verifier.expose_secret()
+        );
+        let (_, held) = pending.held.expect("the held sign-in");
+        assert_eq!(held.access_token.expose_secret(), "fgj-held");
+        assert_eq!(
+            held.refresh_token.unwrap().expose_secret(),
+            "fgj-held-refresh"
         );
         let login = only_new
             .claim_account_login(&hash_secret("acct.state"), &hash_secret("browser"))

@@ -25,6 +25,7 @@ use secrecy::ExposeSecret;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::crypto::{constant_time_eq, csrf_token_for, hash_secret, mint_secret, pkce_pair};
 use crate::forgejo::ForgejoClient;
 use crate::oauth::OAuthState;
@@ -51,6 +52,8 @@ pub(crate) struct AccountState {
     pub(crate) clock: Arc<dyn Clock>,
     /// The broker's OAuth client of Forgejo (the same one authorizations use).
     pub(crate) forgejo: ForgejoClient,
+    /// Saves the new Forgejo credential a sign-in brings, so the user's child follows it.
+    pub(crate) credentials: Credentials,
 }
 
 /// The two cookies: the session, and the one binding a sign-in in progress to
@@ -313,26 +316,25 @@ async fn finish_sign_in(state: &AccountState, headers: &HeaderMap, query: &str) 
         Ok(identity) => identity,
         Err(e) => return upstream_failure("userinfo", &e),
     };
-    let known = match state.store.user(&identity.id).await {
-        Ok(user) => user.is_some(),
+    let credential_dead = match state.store.credential_generation(&identity.id).await {
+        Ok(Some((_, dead))) => dead,
+        Ok(None) => {
+            // Nobody connected an app as this user: nothing to show, and no
+            // reason to keep their Forgejo tokens or a session.
+            tracing::info!(user_id = %identity.id, "account sign-in of a user without connections");
+            return pages::nothing_connected_page(&identity.login, &state.config.forgejo.url);
+        }
         Err(e) => return unavailable(&e),
     };
-    if !known {
-        // Nobody connected an app as this user: nothing to show, and no reason
-        // to keep their Forgejo tokens or a session.
-        tracing::info!(user_id = %identity.id, "account sign-in of a user without connections");
-        return pages::nothing_connected_page(&identity.login, &state.config.forgejo.url);
-    }
     // Forgejo has just issued new tokens for the user's one grant and made the
-    // stored refresh token unusable: keep the new ones, as a login for an
-    // authorization does.
-    let credential = tokens.into_credential(state.clock.now());
-    if let Err(e) = state
-        .store
-        .save_upstream_credential(&identity, &credential)
-        .await
-    {
-        return unavailable(&e);
+    // stored refresh token unusable: a working credential is replaced (and the
+    // user's child follows it), as a sign-in for an authorization does. A dead
+    // one stays dead: signing in here approves nothing.
+    if !credential_dead {
+        let credential = tokens.into_credential(state.clock.now());
+        if let Err(e) = state.credentials.save_sign_in(&identity, &credential).await {
+            return unavailable(&e);
+        }
     }
     let secret = mint_secret(SESSION_PREFIX);
     let created = state

@@ -13,8 +13,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::config::ChildSettings;
-
 /// The search path `execvp` uses when a child's environment has no `PATH`.
 const DEFAULT_PATH: &str = "/bin:/usr/bin";
 /// Longest `--version` line reported.
@@ -98,11 +96,16 @@ impl std::fmt::Display for ChildProbe {
     }
 }
 
-/// Finds the child program and runs it with `--version`, for at most `timeout`.
-pub async fn probe(settings: &ChildSettings, timeout: Duration) -> Result<ChildProbe, ProbeError> {
-    let program = settings.command.first().cloned().unwrap_or_default();
-    let child_path = settings
-        .inherited_env
+/// Finds the program of `command` (the `child_command` setting) and runs it
+/// with `--version` in `inherited_env` (the children's, from the allow-list),
+/// for at most `timeout`.
+pub async fn probe(
+    command: &[String],
+    inherited_env: &[(String, String)],
+    timeout: Duration,
+) -> Result<ChildProbe, ProbeError> {
+    let program = command.first().cloned().unwrap_or_default();
+    let child_path = inherited_env
         .iter()
         .find(|(name, _)| name == "PATH")
         .map_or(DEFAULT_PATH, |(_, value)| value.as_str());
@@ -128,7 +131,7 @@ pub async fn probe(settings: &ChildSettings, timeout: Duration) -> Result<ChildP
     if !is_executable(&path) {
         return Err(ProbeError::NotExecutable(path));
     }
-    let version = run_version(&path, &settings.inherited_env, timeout).await?;
+    let version = run_version(&path, inherited_env, timeout).await?;
     Ok(ChildProbe {
         program,
         path,
@@ -194,24 +197,16 @@ fn first_line(bytes: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn settings(command: &str, path: Option<&str>) -> ChildSettings {
-        ChildSettings {
-            command: shell_words::split(command).unwrap(),
-            env_allow_list: vec!["PATH".into()],
-            inherited_env: path
-                .map(|p| vec![("PATH".to_string(), p.to_string())])
-                .unwrap_or_default(),
-            idle_timeout: Duration::from_secs(1),
-            reap_interval: Duration::from_secs(1),
-            rotate_interval: Duration::from_secs(1),
-            refresh_lead: Duration::from_secs(1),
-            max_children: 1,
-            max_in_flight_per_child: 1,
-            work_root: PathBuf::from("/nonexistent"),
-            limit_address_space_bytes: None,
-            limit_open_files: None,
-            limit_cpu_seconds: None,
-        }
+    /// `probe` of a command line, with `PATH` as the only inherited variable if given.
+    async fn probe_of(
+        command: &str,
+        path: Option<&str>,
+        timeout: Duration,
+    ) -> Result<ChildProbe, ProbeError> {
+        let env: Vec<(String, String)> = path
+            .map(|p| vec![("PATH".to_string(), p.to_string())])
+            .unwrap_or_default();
+        probe(&shell_words::split(command).unwrap(), &env, timeout).await
     }
 
     fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -230,8 +225,9 @@ mod tests {
             "echo; echo \"forgejo-mcp 2.34.1\"",
         );
         let path = format!("/nonexistent:{}", dir.path().display());
-        let found = probe(
-            &settings("forgejo-mcp --transport stdio", Some(&path)),
+        let found = probe_of(
+            "forgejo-mcp --transport stdio",
+            Some(&path),
             Duration::from_secs(10),
         )
         .await
@@ -249,11 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().display().to_string();
         assert_eq!(
-            probe(
-                &settings("forgejo-mcp", Some(&path)),
-                Duration::from_secs(10)
-            )
-            .await,
+            probe_of("forgejo-mcp", Some(&path), Duration::from_secs(10)).await,
             Err(ProbeError::NotOnPath {
                 program: "forgejo-mcp".into(),
                 path: path.clone()
@@ -261,31 +253,19 @@ mod tests {
         );
         let absent = dir.path().join("absent");
         assert_eq!(
-            probe(
-                &settings(&absent.display().to_string(), None),
-                Duration::from_secs(10)
-            )
-            .await,
+            probe_of(&absent.display().to_string(), None, Duration::from_secs(10)).await,
             Err(ProbeError::Missing(absent))
         );
         let plain = dir.path().join("plain");
         std::fs::write(&plain, "not a program").unwrap();
         assert_eq!(
-            probe(
-                &settings(&plain.display().to_string(), None),
-                Duration::from_secs(10)
-            )
-            .await,
+            probe_of(&plain.display().to_string(), None, Duration::from_secs(10)).await,
             Err(ProbeError::NotExecutable(plain.clone()))
         );
         // Executable bits on something the kernel cannot run.
         std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(matches!(
-            probe(
-                &settings(&plain.display().to_string(), None),
-                Duration::from_secs(10)
-            )
-            .await,
+            probe_of(&plain.display().to_string(), None, Duration::from_secs(10)).await,
             Err(ProbeError::Unstartable { .. })
         ));
     }
@@ -298,8 +278,9 @@ mod tests {
             "failing",
             "echo 'unknown flag: --version' >&2; exit 3",
         );
-        let found = probe(
-            &settings(&failing.display().to_string(), None),
+        let found = probe_of(
+            &failing.display().to_string(),
+            None,
             Duration::from_secs(10),
         )
         .await
@@ -318,7 +299,7 @@ mod tests {
             &format!("echo $$ > {}; exec sleep 30", pid_file.display()),
         );
         let deadline = Duration::from_millis(500);
-        let found = probe(&settings(&hanging.display().to_string(), None), deadline)
+        let found = probe_of(&hanging.display().to_string(), None, deadline)
             .await
             .unwrap();
         assert_eq!(found.version, VersionAnswer::TimedOut(deadline));

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use rustix::process::{Pid, Signal, kill_process_group};
+use secrecy::ExposeSecret;
 use tokio::process::{ChildStderr, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,9 @@ pub(crate) fn command(spec: &ChildSpec) -> io::Result<Command> {
     command
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        // The one place a child's secret leaves its secrecy type: into the
+        // environment of the process being created.
+        .envs(spec.secret_env.iter().map(|(k, v)| (k, v.expose_secret())))
         .current_dir(&spec.work_dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

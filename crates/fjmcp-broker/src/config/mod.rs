@@ -288,6 +288,8 @@ pub struct ChildSettings {
     pub rotate_interval: Duration,
     /// Refresh a live child's Forgejo token this long before it expires.
     pub refresh_lead: Duration,
+    /// Check a live child's Forgejo token against Forgejo at most this often.
+    pub forgejo_check_interval: Duration,
     /// Most children alive at once (one per user).
     pub max_children: usize,
     /// Most requests in flight on one child.
@@ -340,6 +342,8 @@ pub struct HttpSettings {
 pub struct Config {
     pub public_url: PublicUrl,
     pub listen: Listen,
+    /// Where `/metrics` is served; `None`: not at all (never on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
     pub store: StoreLocation,
     pub sealing_key: SealingKeyFile,
     pub forgejo: ForgejoSettings,
@@ -438,6 +442,11 @@ impl Validator<'_> {
                 .map(Listen::Address)
                 .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080 (or `stdin`)")),
         });
+        let metrics_listen = self.optional(METRICS_LISTEN, |s| {
+            s.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:9090"))
+        });
         let store = self.parse(STORE, parse_store);
         let forgejo_url = self.required(FORGEJO_URL, parse_forgejo_url);
         let client_id = self.required(FORGEJO_CLIENT_ID, |s| non_empty(s).map(str::to_string));
@@ -452,6 +461,7 @@ impl Validator<'_> {
         let reap_interval = self.parse(REAP_INTERVAL, positive_duration);
         let rotate_interval = self.parse(ROTATE_INTERVAL, positive_duration);
         let refresh_lead = self.parse(REFRESH_LEAD, parse_duration);
+        let forgejo_check_interval = self.parse(FORGEJO_CHECK_INTERVAL, positive_duration);
         let max_children = self.parse(MAX_CHILDREN, positive_count);
         let max_in_flight = self.parse(MAX_IN_FLIGHT_PER_CHILD, positive_count);
         let limit_as = self.optional(CHILD_LIMIT_ADDRESS_SPACE, parse_size);
@@ -495,6 +505,7 @@ impl Validator<'_> {
         Some(Config {
             public_url: public_url?,
             listen: listen?,
+            metrics_listen: metrics_listen?,
             store: store?,
             sealing_key: sealing_key?,
             forgejo: ForgejoSettings {
@@ -530,6 +541,7 @@ impl Validator<'_> {
                 reap_interval: reap_interval?,
                 rotate_interval: rotate_interval?,
                 refresh_lead: refresh_lead?,
+                forgejo_check_interval: forgejo_check_interval?,
                 max_children: max_children?,
                 max_in_flight_per_child: max_in_flight?,
                 limit_address_space_bytes: limit_as?,

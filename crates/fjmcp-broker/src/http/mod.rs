@@ -9,10 +9,12 @@
 
 mod errors;
 mod health;
+mod metrics;
 mod request_id;
 mod screen;
 mod state;
 
+pub(crate) use metrics::metrics_router;
 pub use state::AppState;
 
 use axum::Router;
@@ -95,7 +97,7 @@ pub fn router(state: AppState) -> Router {
                     header::PROXY_AUTHORIZATION,
                 ]))
                 // Before tracing, so the span carries the id; a client-sent id is kept.
-                .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::Random))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::Sequential))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_id::span)
@@ -103,6 +105,9 @@ pub fn router(state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Inside tracing and outside the error bodies: every response is
+                // counted with the status the client got.
+                .layer(axum::middleware::from_fn(metrics::record))
                 // Outside the timeout and body limit, so the bare errors they produce get
                 // a JSON body (and inside tracing, so those responses are logged too).
                 .layer(axum::middleware::map_response(errors::json_error_bodies))

@@ -28,6 +28,7 @@ mod response;
 mod revoke;
 pub mod sweeper;
 mod token;
+mod verified;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub(crate) use token::token;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::forgejo::ForgejoClient;
 use crate::store::Store;
 use client_metadata::MetadataFetcher;
@@ -58,4 +60,6 @@ pub(crate) struct OAuthState {
     pub(crate) forgejo: ForgejoClient,
     /// Fetches client ID metadata documents with SSRF protection.
     pub(crate) client_metadata: MetadataFetcher,
+    /// Where a sign-in's Forgejo credential is saved.
+    pub(crate) credentials: Credentials,
 }

@@ -213,6 +213,10 @@ impl Store {
         let revoked = revoke_grant_in(&mut tx, grant_id, now).await?;
         withdraw_consent_in(&mut tx, user_id, &client_id).await?;
         tx.commit().await?;
+        if revoked {
+            // This instance's caches stop trusting the grant's tokens at once.
+            self.revoked_here();
+        }
         Ok(if revoked {
             UserGrantRevocation::Revoked { client_id }
         } else {

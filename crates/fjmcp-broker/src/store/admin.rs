@@ -238,6 +238,9 @@ impl Store {
             .collect::<Result<_, _>>()?;
         let revoked = revoke_and_withdraw_in(&mut tx, grants, now).await?;
         tx.commit().await?;
+        if !revoked.is_empty() {
+            self.revoked_here();
+        }
         Ok(Some(revoked))
     }
 
@@ -272,6 +275,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        if revoked > 0 {
+            self.revoked_here();
+        }
         Ok(Some(revoked))
     }
 

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column};
 use crate::crypto::SecretHash;
+use crate::metrics::{OAuthEvent, metrics};
 
 /// How the broker learned about a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,9 @@ impl Store {
         .bind(client.metadata_expires_at)
         .execute(&self.pool)
         .await?;
+        if client.kind == ClientKind::Registered {
+            metrics().oauth_event(OAuthEvent::ClientRegistered);
+        }
         Ok(())
     }
 

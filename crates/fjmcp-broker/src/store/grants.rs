@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column};
 use crate::crypto::random_id;
+use crate::metrics::{OAuthEvent, metrics};
 
 /// A grant to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +72,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let revoked = revoke_grant_in(&mut tx, grant_id, self.now()).await?;
         tx.commit().await?;
+        if revoked {
+            self.revoked_here();
+        }
         Ok(revoked)
     }
 
@@ -92,6 +96,7 @@ impl Store {
         .bind(self.now())
         .execute(&self.pool)
         .await?;
+        metrics().oauth_event(OAuthEvent::ConsentGiven);
         Ok(())
     }
 
@@ -193,6 +198,8 @@ pub(super) async fn revoke_grant_in(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
+    super::epoch::advance_in(conn).await?;
+    metrics().oauth_event(OAuthEvent::GrantRevoked);
     for statement in [
         "UPDATE access_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",

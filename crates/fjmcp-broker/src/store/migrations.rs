@@ -17,8 +17,8 @@ struct Migration {
 
 /// In increasing version order. Numbers need not be contiguous: every
 /// migration a database has not applied yet is applied, in this order, so
-/// branches can reserve numbers (0002, 0003) and land in any order, as long as
-/// their migrations do not depend on each other.
+/// branches can reserve numbers and land in any order, as long as their
+/// migrations do not depend on each other.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -27,10 +27,22 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0001_initial.sql"),
     },
     Migration {
+        version: 2,
+        name: "credentials",
+        sqlite: include_str!("migrations/sqlite/0002_credentials.sql"),
+        postgres: include_str!("migrations/postgres/0002_credentials.sql"),
+    },
+    Migration {
         version: 4,
         name: "operations",
         sqlite: include_str!("migrations/sqlite/0004_operations.sql"),
         postgres: include_str!("migrations/postgres/0004_operations.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "revocation epoch",
+        sqlite: include_str!("migrations/sqlite/0005_revocation_epoch.sql"),
+        postgres: include_str!("migrations/postgres/0005_revocation_epoch.sql"),
     },
 ];
 

@@ -13,6 +13,7 @@ mod audit;
 mod authorizations;
 mod clients;
 mod credential_lock;
+mod epoch;
 mod grants;
 mod migrations;
 mod resealing;
@@ -74,7 +75,7 @@ impl Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
         version: i64,
@@ -110,6 +111,8 @@ pub struct Store {
     sealer: Arc<Sealer>,
     /// Source of "now" for every timestamp the store writes or compares.
     clock: Arc<dyn Clock>,
+    /// What this instance knows of revocations (see `epoch.rs`).
+    epoch: Arc<epoch::Epoch>,
 }
 
 impl std::fmt::Debug for Store {
@@ -202,6 +205,7 @@ impl Store {
             backend,
             sealer,
             clock,
+            epoch: Arc::new(epoch::Epoch::new()),
         })
     }
 
@@ -237,6 +241,14 @@ impl Store {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
         })
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Every failed database operation passes here: counted for the metrics.
+    fn from(error: sqlx::Error) -> Self {
+        crate::metrics::metrics().store_error();
+        StoreError::Database(error)
     }
 }
 

@@ -44,6 +44,19 @@ pub(crate) const SEALED_COLUMNS: &[SealedColumn] = &[
         column: "sealed_upstream_verifier",
         context: "upstream_verifier",
     },
+    // A sign-in's Forgejo tokens, held on the consent page until the user approves.
+    SealedColumn {
+        table: "pending_authorizations",
+        key: "state_hash",
+        column: "sealed_upstream_access",
+        context: "sealed_upstream_access",
+    },
+    SealedColumn {
+        table: "pending_authorizations",
+        key: "state_hash",
+        column: "sealed_upstream_refresh",
+        context: "sealed_upstream_refresh",
+    },
     SealedColumn {
         table: "account_logins",
         key: "state_hash",

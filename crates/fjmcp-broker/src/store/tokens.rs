@@ -10,6 +10,7 @@ use sqlx::AnyConnection;
 use super::grants::{GrantRecord, revoke_grant_in};
 use super::{Backend, Store, StoreError, column};
 use crate::crypto::{SecretHash, random_id};
+use crate::metrics::{OAuthEvent, metrics};
 
 /// A fresh access token, and optionally a refresh token, to store.
 #[derive(Debug, Clone)]
@@ -61,6 +62,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         insert_pair(&mut tx, grant, pair, &random_id(), self.now()).await?;
         tx.commit().await?;
+        metrics().oauth_event(OAuthEvent::TokensIssued);
         Ok(())
     }
 
@@ -181,12 +183,16 @@ impl Store {
                 if now - used_at > grace_seconds || successor_used {
                     revoke_grant_in(&mut tx, &grant.id, now).await?;
                     tx.commit().await?;
+                    self.revoked_here();
+                    metrics().oauth_event(OAuthEvent::RefreshReuseDetected);
                     return Ok(RefreshOutcome::ReuseDetected { grant_id: grant.id });
                 }
             }
         }
         insert_pair(&mut tx, &grant, pair, &family, now).await?;
         tx.commit().await?;
+        metrics().oauth_event(OAuthEvent::Refreshed);
+        metrics().oauth_event(OAuthEvent::TokensIssued);
         Ok(RefreshOutcome::Rotated(grant))
     }
 

@@ -145,6 +145,12 @@ impl Broker {
         }
         self.terminate();
         self.child.wait().await.unwrap();
+        self.restart_after_exit().await
+    }
+
+    /// Starts a new broker on the same socket, state and settings after this
+    /// one exited (however it ended); returns the exited one.
+    pub async fn restart_after_exit(&mut self) -> Broker {
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
