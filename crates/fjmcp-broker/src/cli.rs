@@ -185,7 +185,7 @@ pub struct SettingFlags {
     #[arg(long, global = true, value_name = "URL")]
     pub public_url: Option<String>,
     /// Address where /metrics (Prometheus) is served; unset: no metrics endpoint. Never the public listener [env: FJMCP_METRICS_LISTEN]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, global = true, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     /// Address to listen on, or `stdin` for a listening socket passed as standard input (systemd socket activation) [env: FJMCP_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, global = true, value_name = "ADDR")]
@@ -254,7 +254,7 @@ pub struct SettingFlags {
     #[arg(long, global = true, value_name = "DURATION")]
     pub refresh_lead: Option<String>,
     /// Check a live child's Forgejo token against Forgejo at most this often, so a user who revokes the broker in Forgejo loses access within it [env: FJMCP_FORGEJO_CHECK_INTERVAL] [default: 5m]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, global = true, value_name = "DURATION")]
     pub forgejo_check_interval: Option<String>,
     /// Most children alive at once [env: FJMCP_MAX_CHILDREN] [default: 200]
     #[arg(long, global = true, value_name = "N")]
@@ -430,6 +430,21 @@ mod tests {
             parsed.command,
             Command::Admin(AdminArgs { json: true, .. })
         ));
+    }
+
+    #[test]
+    fn every_setting_flag_is_global_so_admin_subcommands_take_it() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let admin = command.find_subcommand("admin").unwrap();
+        for setting in settings::ALL {
+            let long = setting.flag.trim_start_matches("--");
+            let arg = admin
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap_or_else(|| panic!("admin lacks {}", setting.flag));
+            assert!(arg.is_global_set(), "{} is not global", setting.flag);
+        }
     }
 
     #[test]
