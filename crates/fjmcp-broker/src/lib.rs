@@ -5,6 +5,8 @@
 //! its module and states what each module must not know. Items are `pub` only
 //! when the binary or the integration tests use them.
 
+mod account;
+pub mod admin;
 mod backoff;
 pub mod children;
 pub mod cli;

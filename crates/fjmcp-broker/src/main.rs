@@ -5,16 +5,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use fjmcp_broker::children::limits;
+use fjmcp_broker::children::{limits, probe};
 use fjmcp_broker::cli::{Cli, Command};
 use fjmcp_broker::config::{self, ProcessEnvironment};
 use fjmcp_broker::server::{self, StartError};
-use fjmcp_broker::{telemetry, version};
+use fjmcp_broker::{admin, telemetry, version};
 
 /// Exit code for a configuration the broker refuses (as sysexits' EX_USAGE-like 2).
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure to start with a valid configuration.
 const EXIT_START: u8 = 1;
+/// How long `check-config` waits for `<child> --version`.
+const CHILD_VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     // The hidden resource-limit wrapper (children/limits.rs) is this binary re-executed as a
@@ -36,21 +38,53 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("fjmcp-broker: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
     match cli.command {
-        Command::CheckConfig(_) => {
+        Command::CheckConfig(args) => {
             print!("{}", config::describe(&layers));
+            if args.skip_child_check {
+                println!("# child_command: not checked (--skip-child-check)");
+            } else {
+                match runtime.block_on(probe::probe(
+                    &config.children.command,
+                    &config.children.inherited_env,
+                    CHILD_VERSION_TIMEOUT,
+                )) {
+                    Ok(found) => print!("{found}"),
+                    Err(e) => {
+                        // Serving would fail every spawn: a configuration error.
+                        eprint!(
+                            "fjmcp-broker: {}",
+                            config::ConfigErrors(vec![format!(
+                                "child_command: {e}; install forgejo-mcp (README, \"Installing forgejo-mcp\") or set child_command (--child-command, FJMCP_CHILD_COMMAND) to the program's full path"
+                            )])
+                        );
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+            }
             println!("# configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::Serve(_) => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
+        Command::Serve(_) => runtime.block_on(serve(config)),
+        Command::Admin(args) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let mut out = String::new();
+            let result = runtime.block_on(admin::run(&args, &config, &mut out));
+            print!("{out}");
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("fjmcp-broker: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_START);
+                    eprintln!("fjmcp-broker admin: {e}");
+                    ExitCode::from(e.exit_code())
                 }
-            };
-            runtime.block_on(serve(config))
+            }
         }
     }
 }

@@ -14,9 +14,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::account::AccountState;
 use crate::children::{Pool, PoolSettings};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, SealingKeyFile};
 use crate::credentials::{CredentialSettings, Credentials};
 use crate::crypto::{KeyError, Sealer, SealingKey};
 use crate::forgejo::{EndpointOverrides, ForgejoClient};
@@ -54,16 +55,33 @@ pub struct Broker {
 /// Loads the sealing key (generating it on a first SQLite start), opens the
 /// store (applying migrations) and assembles the broker.
 pub async fn prepare(config: Config) -> Result<Broker, StartError> {
-    let key = if config.sealing_key.generate_if_missing {
-        SealingKey::load_or_generate(&config.sealing_key.path)?
-    } else {
-        SealingKey::load(&config.sealing_key.path)?
-    };
-    tracing::info!(key_id = %key.id_hex(), path = %config.sealing_key.path.display(), "sealing key loaded");
+    let sealer = sealer(&config.sealing_key, config.sealing_key.generate_if_missing)?;
+    tracing::info!(
+        key_id = %sealer.current_key_id(),
+        path = %config.sealing_key.path.display(),
+        previous_key_ids = ?sealer.previous_key_ids(),
+        "sealing key loaded"
+    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Store::open(&config.store, Arc::new(Sealer::new(key)), clock.clone()).await?;
+    let store = Store::open(&config.store, Arc::new(sealer), clock.clone()).await?;
     tracing::info!(backend = store.backend().name(), "store ready");
     Ok(assemble(Arc::new(config), store, clock))
+}
+
+/// The sealer of the configured key files: the current key (generated first
+/// when `generate` and it does not exist) and the retired keys that can still
+/// open older values.
+pub(crate) fn sealer(keys: &SealingKeyFile, generate: bool) -> Result<Sealer, KeyError> {
+    let current = if generate {
+        SealingKey::load_or_generate(&keys.path)?
+    } else {
+        SealingKey::load(&keys.path)?
+    };
+    keys.previous
+        .iter()
+        .try_fold(Sealer::new(current), |sealer, path| {
+            Ok(sealer.with_previous(SealingKey::load(path)?))
+        })
 }
 
 /// Builds every part from the configuration and an open store. Does no I/O:
@@ -109,6 +127,13 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         tasks.clone(),
     );
     let state = AppState {
+        account: AccountState {
+            config: config.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            forgejo: forgejo.clone(),
+            credentials: credentials.clone(),
+        },
         oauth: OAuthState {
             config: config.clone(),
             store: store.clone(),

@@ -15,9 +15,9 @@ const LAYERS: &[&[&str]] = &[
     &["credentials"],
     &["children"],
     &["oauth"],
-    &["mcp"],
+    &["mcp", "account"],
     &["http"],
-    &["server", "cli"],
+    &["server", "cli", "admin"],
 ];
 
 fn src() -> PathBuf {

@@ -9,7 +9,8 @@
 //!
 //! Layout: [`process`] spawns, signals, reaps and logs stderr; [`connection`] frames stdout and
 //! stdin and rewrites ids and progress tokens; [`limits`] is the `setrlimit` wrapper;
-//! [`lines`] reads newline-delimited input with a bounded line length.
+//! [`lines`] reads newline-delimited input with a bounded line length; [`probe`] is
+//! `check-config`'s look at the child command.
 //!
 //! Tasks per child: a writer (owns stdin), a reader (owns stdout), a stderr logger, a reaper
 //! (owns the process and waits for it), and during a stop the stop sequence. None of them keeps
@@ -19,6 +20,7 @@ mod connection;
 pub mod limits;
 mod lines;
 mod pool;
+pub mod probe;
 mod process;
 
 use std::fmt;

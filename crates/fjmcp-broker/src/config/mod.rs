@@ -141,7 +141,10 @@ impl Layers {
             let text = match (&value, setting.key) {
                 (toml::Value::String(s), _) => s.clone(),
                 (toml::Value::Integer(i), _) => i.to_string(),
-                (toml::Value::Array(items), "child_command" | "child_env") => {
+                (
+                    toml::Value::Array(items),
+                    "child_command" | "child_env" | "sealing_previous_key_files",
+                ) => {
                     let words: Option<Vec<&str>> = items.iter().map(|v| v.as_str()).collect();
                     match words {
                         Some(words) if setting.key == "child_command" => shell_words::join(words),
@@ -238,6 +241,10 @@ pub struct SealingKeyFile {
     pub path: PathBuf,
     /// True when the broker may create the file on first start (SQLite default only).
     pub generate_if_missing: bool,
+    /// Retired key files whose values the broker can still open (never seals
+    /// with), while `admin seal-key rotate` re-seals everything under the
+    /// current key.
+    pub previous: Vec<PathBuf>,
 }
 
 /// The broker's own registration at Forgejo.
@@ -624,10 +631,12 @@ impl Validator<'_> {
             (Some(path), _) => SealingKeyFile {
                 path,
                 generate_if_missing: false,
+                previous: Vec::new(),
             },
             (None, StoreLocation::Sqlite(db)) => SealingKeyFile {
                 path: default_key_path(db),
                 generate_if_missing: true,
+                previous: Vec::new(),
             },
             (None, StoreLocation::Postgres(_)) => {
                 if self.layers.get(settings::SEALING_KEY_FILE).is_none() {
@@ -648,7 +657,23 @@ impl Validator<'_> {
             self.problems.push(e.to_string());
             return None;
         }
-        Some(key_file)
+        // Retired keys must be readable now too: a rotation relies on them.
+        let previous = self.optional(settings::SEALING_PREVIOUS_KEY_FILES, |s| {
+            let paths: Vec<PathBuf> = comma_list(s).into_iter().map(PathBuf::from).collect();
+            let problems: Vec<String> = paths
+                .iter()
+                .filter_map(|path| SealingKey::load(path).err().map(|e| e.to_string()))
+                .collect();
+            if problems.is_empty() {
+                Ok(paths)
+            } else {
+                Err(problems.join("; "))
+            }
+        })?;
+        Some(SealingKeyFile {
+            previous: previous.unwrap_or_default(),
+            ..key_file
+        })
     }
 }
 

@@ -45,6 +45,11 @@ pub(crate) const SEALING_KEY_FILE: Setting = setting(
     "--sealing-key-file",
     "FJMCP_SEALING_KEY_FILE",
 );
+pub(crate) const SEALING_PREVIOUS_KEY_FILES: Setting = setting(
+    "sealing_previous_key_files",
+    "--sealing-previous-key-files",
+    "FJMCP_SEALING_PREVIOUS_KEY_FILES",
+);
 pub(crate) const FORGEJO_URL: Setting =
     setting("forgejo_url", "--forgejo-url", "FJMCP_FORGEJO_URL");
 pub(crate) const FORGEJO_CLIENT_ID: Setting = setting(
@@ -182,6 +187,7 @@ pub(crate) const ALL: &[Setting] = &[
     METRICS_LISTEN,
     STORE,
     SEALING_KEY_FILE,
+    SEALING_PREVIOUS_KEY_FILES,
     FORGEJO_URL,
     FORGEJO_CLIENT_ID,
     FORGEJO_CLIENT_SECRET,

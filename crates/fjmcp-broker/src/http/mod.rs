@@ -2,7 +2,7 @@
 //! the health endpoints.
 //!
 //! Every path the broker serves is listed in [`router`]; the handlers live in
-//! `oauth` and `mcp`, each with its own state (see [`AppState`]), and each
+//! `oauth`, `mcp` and `account`, each with its own state (see [`AppState`]), and each
 //! turns its own errors into responses. This module gives a JSON body to the
 //! errors the framework makes itself (unknown path, wrong method, body too
 //! large, timeout).
@@ -28,7 +28,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::{mcp, oauth};
+use crate::{account, mcp, oauth};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -75,10 +75,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/oauth/register", post(oauth::register))
         .route("/oauth/authorize", get(oauth::authorize))
-        .route("/oauth/callback", get(oauth::callback))
+        // Forgejo's one redirect URI: account sign-ins and authorizations alike
+        // come back here; `account` routes each by its state.
+        .route("/oauth/callback", get(account::callback))
         .route("/oauth/consent", post(oauth::consent))
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/account", get(account::page))
+        .route("/account/revoke", post(account::revoke))
+        .route("/account/revoke-all", post(account::revoke_all))
+        .route("/account/sign-out", post(account::sign_out))
         .fallback(errors::not_found)
         .with_state(state)
         .layer(

@@ -102,7 +102,7 @@ impl Store {
     }
 }
 
-fn client_from_row(row: &AnyRow) -> Result<ClientRecord, StoreError> {
+pub(super) fn client_from_row(row: &AnyRow) -> Result<ClientRecord, StoreError> {
     let redirect_uris: String = column(row, "redirect_uris")?;
     let redirect_uris = serde_json::from_str(&redirect_uris)
         .map_err(|e| StoreError::Corrupt(format!("redirect_uris: {e}")))?;

@@ -100,6 +100,18 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets that the user approved the client, so the client's next
+    /// authorization shows the consent page again. Returns false if there was
+    /// no approval to forget. Grants already issued are not touched.
+    pub async fn withdraw_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        withdraw_consent_in(&mut conn, user_id, client_id).await
+    }
+
     /// The scopes the user approved for the client, if they ever did.
     pub async fn consent(
         &self,
@@ -116,7 +128,7 @@ impl Store {
     }
 }
 
-fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
+pub(super) fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
     Ok(GrantRecord {
         id: column(row, "id")?,
         grant: NewGrant {
@@ -155,6 +167,20 @@ pub(super) async fn insert_grant(
         created_at: now,
         revoked_at: None,
     })
+}
+
+/// The body of [`Store::withdraw_consent`], for callers that hold a transaction.
+pub(super) async fn withdraw_consent_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    client_id: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// The body of [`Store::revoke_grant`], for callers that already hold a transaction.

@@ -15,6 +15,10 @@ struct Migration {
     postgres: &'static str,
 }
 
+/// In increasing version order. Numbers need not be contiguous: every
+/// migration a database has not applied yet is applied, in this order, so
+/// branches can reserve numbers and land in any order, as long as their
+/// migrations do not depend on each other.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -29,12 +33,21 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0002_credentials.sql"),
     },
     Migration {
+        version: 4,
+        name: "operations",
+        sqlite: include_str!("migrations/sqlite/0004_operations.sql"),
+        postgres: include_str!("migrations/postgres/0004_operations.sql"),
+    },
+    Migration {
         version: 5,
         name: "revocation epoch",
         sqlite: include_str!("migrations/sqlite/0005_revocation_epoch.sql"),
         postgres: include_str!("migrations/postgres/0005_revocation_epoch.sql"),
     },
 ];
+
+/// The newest schema version this broker knows.
+pub(super) const KNOWN_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// An arbitrary constant naming the broker's migration lock in PostgreSQL.
 const POSTGRES_MIGRATION_LOCK: i64 = 0x666a_6d63_7000;
@@ -66,7 +79,7 @@ pub(super) async fn apply(store: &Store) -> Result<(), StoreError> {
         .iter()
         .map(|row| row.try_get::<i64, _>("version"))
         .collect::<Result<_, _>>()?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let known = KNOWN_VERSION;
     if let Some(found) = applied.iter().copied().filter(|v| *v > known).max() {
         return Err(StoreError::SchemaTooNew { found, known });
     }

@@ -241,6 +241,13 @@ async fn insert_pair(
     .bind(pair.access_expires_at)
     .execute(&mut *conn)
     .await?;
+    // What the "Connected apps" page and `admin grants list` show as "last used":
+    // a client in use gets tokens at least once per access-token lifetime.
+    sqlx::query("UPDATE grants SET last_used_at = $2 WHERE id = $1")
+        .bind(&grant.id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     if let Some((refresh_hash, expires_at)) = &pair.refresh {
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, grant_id, family_id, client_id, created_at, expires_at)

@@ -216,7 +216,7 @@ pub(super) async fn mark_dead_in(
     Ok(done.rows_affected() == 1)
 }
 
-fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         identity: UserIdentity {
             id: column(row, "id")?,
