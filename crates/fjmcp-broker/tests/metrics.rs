@@ -79,17 +79,26 @@ async fn metrics_cover_the_broker_after_a_real_flow() {
     .await;
     assert_eq!(crash.json()["error"]["code"], -32603);
 
-    let scrape = reqwest::get(format!("http://{}/metrics", metrics_address(&stack)))
-        .await
-        .unwrap();
-    assert_eq!(scrape.status(), 200);
-    assert!(
-        scrape.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4")
-    );
-    let text = scrape.text().await.unwrap();
+    // The crash is recorded when the child's exit is reaped, just after the
+    // answer: scrape until it is there.
+    let url = format!("http://{}/metrics", metrics_address(&stack));
+    let crash_seen = r#"fjmcp_children_stopped_total{reason="crash"} 1"#;
+    let mut text = String::new();
+    for _ in 0..200 {
+        let scrape = reqwest::get(&url).await.unwrap();
+        assert_eq!(scrape.status(), 200);
+        assert!(
+            scrape.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        text = scrape.text().await.unwrap();
+        if text.contains(crash_seen) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 
     // HTTP, by route and status class, with durations.
     assert!(
