@@ -124,14 +124,7 @@ async fn only_valid_unrevoked_tokens_for_this_resource_pass() {
     assert_eq!(foreign.status(), 401);
 
     // A revocation by another instance (the binary) is seen within a second.
-    let revoke = stack
-        .http
-        .post(stack.url("/oauth/revoke"))
-        .form(&[("token", access), ("client_id", client.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoke.status(), 200);
+    assert_eq!(stack.revoke(access, &client).await, 200);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
     loop {
         let after = http

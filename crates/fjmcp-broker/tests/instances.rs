@@ -42,14 +42,7 @@ async fn a_revocation_on_one_instance_is_seen_on_the_other_within_a_second() {
     let on_b = post_to(stack, &second, Some(access), &[], initialize("2025-11-25")).await;
     assert_eq!(on_b.status, 200, "{}", on_b.text);
 
-    let revoked = stack
-        .http
-        .post(stack.url("/oauth/revoke"))
-        .form(&[("token", access), ("client_id", client.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(revoked.status(), 200);
+    assert_eq!(stack.revoke(access, &client).await, 200);
     // At once on the instance that revoked …
     let on_a = post(
         stack,
@@ -139,14 +132,7 @@ async fn a_revoked_token_never_works_again_on_the_instance_that_revoked_it() {
             .await;
             assert_eq!(ok.status, 200);
         }
-        let revoked = stack
-            .http
-            .post(stack.url("/oauth/revoke"))
-            .form(&[("token", access), ("client_id", client.as_str())])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(revoked.status(), 200);
+        assert_eq!(stack.revoke(access, &client).await, 200);
         for _ in 0..5 {
             let refused = post(
                 &stack,

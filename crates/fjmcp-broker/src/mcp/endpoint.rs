@@ -112,6 +112,22 @@ async fn post(state: &McpState, principal: &Principal, headers: &HeaderMap, body
     }
 }
 
+/// Admits a session start (`initialize`, `server/discover`) after checking the
+/// user's Forgejo token: a user who revoked the broker in Forgejo is sent to
+/// sign in now, not served by a live child holding a token that no longer works.
+async fn start_session(
+    state: &McpState,
+    principal: &Principal,
+    id: &Option<Value>,
+) -> Result<Lease, Refused> {
+    state
+        .credentials
+        .check_session_start(&principal.user_id)
+        .await
+        .for_request(id)?;
+    state.pool.admit(&principal.user_id).await.for_request(id)
+}
+
 /// Counts the message by era and method class (fixed label values).
 fn record(route: Route, incoming: &Incoming) {
     let era = match route {
@@ -159,20 +175,16 @@ async fn modern(
 ) -> Answer {
     let id = Some(request.id.clone());
     let valid = validate_modern(&request, view).for_request(&id)?;
-    if valid.action == ModernAction::Discover {
-        // A stateless client's session start: a user who revoked the broker in
-        // Forgejo must be sent to sign in now, not served by a live child.
+    let lease = if valid.action == ModernAction::Discover {
+        // A stateless client's session start.
+        start_session(state, principal, &id).await?
+    } else {
         state
-            .credentials
-            .check_session_start(&principal.user_id)
+            .pool
+            .admit(&principal.user_id)
             .await
-            .for_request(&id)?;
-    }
-    let lease = state
-        .pool
-        .admit(&principal.user_id)
-        .await
-        .for_request(&id)?;
+            .for_request(&id)?
+    };
     let server_info = server_info_of(&lease);
     match valid.action {
         ModernAction::Discover => Ok(json_response(
@@ -416,18 +428,7 @@ async fn initialize(
         })
         .for_request(&id);
     }
-    // A user who revoked the broker in Forgejo is sent to sign in now, not
-    // served by a live child holding a token that no longer works.
-    state
-        .credentials
-        .check_session_start(&principal.user_id)
-        .await
-        .for_request(&id)?;
-    let lease = state
-        .pool
-        .admit(&principal.user_id)
-        .await
-        .for_request(&id)?;
+    let lease = start_session(state, principal, &id).await?;
     let requested = request
         .message
         .pointer("/params/protocolVersion")

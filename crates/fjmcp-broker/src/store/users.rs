@@ -35,6 +35,23 @@ fn refresh_context(user_id: &str) -> SealContext {
 }
 
 impl Store {
+    /// The user's tokens sealed for their row (access, refresh).
+    fn seal_credential(
+        &self,
+        user_id: &str,
+        credential: &UpstreamCredential,
+    ) -> (Vec<u8>, Option<Vec<u8>>) {
+        let access = self.sealer.seal(
+            credential.access_token.expose_secret().as_bytes(),
+            &access_context(user_id),
+        );
+        let refresh = credential.refresh_token.as_ref().map(|token| {
+            self.sealer
+                .seal(token.expose_secret().as_bytes(), &refresh_context(user_id))
+        });
+        (access, refresh)
+    }
+
     /// Creates the user or replaces their credential whatever its generation
     /// (a sign-in: Forgejo has just made every older refresh token of the user
     /// unusable); returns the new generation.
@@ -54,14 +71,7 @@ impl Store {
         user: &UserIdentity,
         credential: &UpstreamCredential,
     ) -> Result<i64, StoreError> {
-        let sealed_access = self.sealer.seal(
-            credential.access_token.expose_secret().as_bytes(),
-            &access_context(&user.id),
-        );
-        let sealed_refresh = credential.refresh_token.as_ref().map(|token| {
-            self.sealer
-                .seal(token.expose_secret().as_bytes(), &refresh_context(&user.id))
-        });
+        let (sealed_access, sealed_refresh) = self.seal_credential(&user.id, credential);
         let now = self.now();
         let row = sqlx::query(
             "INSERT INTO users (id, login, sealed_access_token, sealed_refresh_token,
@@ -166,15 +176,7 @@ pub(super) async fn replace_in(
     credential: &UpstreamCredential,
     expected: i64,
 ) -> Result<Option<i64>, StoreError> {
-    let sealed_access = store.sealer.seal(
-        credential.access_token.expose_secret().as_bytes(),
-        &access_context(&user.id),
-    );
-    let sealed_refresh = credential.refresh_token.as_ref().map(|token| {
-        store
-            .sealer
-            .seal(token.expose_secret().as_bytes(), &refresh_context(&user.id))
-    });
+    let (sealed_access, sealed_refresh) = store.seal_credential(&user.id, credential);
     let row = sqlx::query(
         "UPDATE users SET login = $2, sealed_access_token = $3, sealed_refresh_token = $4,
              access_expires_at = $5, generation = generation + 1, credential_dead_at = NULL,
