@@ -5,14 +5,19 @@
 //! its module and states what each module must not know. Items are `pub` only
 //! when the binary or the integration tests use them.
 
+mod account;
+pub mod admin;
+mod backoff;
 pub mod children;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod crypto;
 pub mod forgejo;
 pub mod http;
 pub mod mcp;
+mod metrics;
 pub mod oauth;
 pub mod server;
 pub mod store;

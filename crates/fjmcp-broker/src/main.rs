@@ -5,16 +5,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use fjmcp_broker::children::limits;
+use fjmcp_broker::children::{limits, probe};
 use fjmcp_broker::cli::{Cli, Command};
 use fjmcp_broker::config::{self, ProcessEnvironment};
 use fjmcp_broker::server::{self, StartError};
-use fjmcp_broker::{telemetry, version};
+use fjmcp_broker::{admin, telemetry, version};
 
 /// Exit code for a configuration the broker refuses (as sysexits' EX_USAGE-like 2).
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure to start with a valid configuration.
 const EXIT_START: u8 = 1;
+/// How long `check-config` waits for `<child> --version`.
+const CHILD_VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn main() -> ExitCode {
     // The hidden resource-limit wrapper (children/limits.rs) is this binary re-executed as a
@@ -46,21 +48,53 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("fjmcp-broker: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_START);
+        }
+    };
     match cli.command {
-        Command::CheckConfig(_) => {
+        Command::CheckConfig(args) => {
             print!("{}", config::describe(&layers));
+            if args.skip_child_check {
+                println!("# child_command: not checked (--skip-child-check)");
+            } else {
+                match runtime.block_on(probe::probe(
+                    &config.children.command,
+                    &config.children.inherited_env,
+                    CHILD_VERSION_TIMEOUT,
+                )) {
+                    Ok(found) => print!("{found}"),
+                    Err(e) => {
+                        // Serving would fail every spawn: a configuration error.
+                        eprint!(
+                            "fjmcp-broker: {}",
+                            config::ConfigErrors(vec![format!(
+                                "child_command: {e}; install forgejo-mcp (README, \"Installing forgejo-mcp\") or set child_command (--child-command, FJMCP_CHILD_COMMAND) to the program's full path"
+                            )])
+                        );
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+            }
             println!("# configuration is valid");
             ExitCode::SUCCESS
         }
-        Command::Serve(_) => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
+        Command::Serve(_) => runtime.block_on(serve(config)),
+        Command::Admin(args) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let mut out = String::new();
+            let result = runtime.block_on(admin::run(&args, &config, &mut out));
+            print!("{out}");
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("fjmcp-broker: cannot start the async runtime: {e}");
-                    return ExitCode::from(EXIT_START);
+                    eprintln!("fjmcp-broker admin: {e}");
+                    ExitCode::from(e.exit_code())
                 }
-            };
-            runtime.block_on(serve(config))
+            }
         }
     }
 }
@@ -82,12 +116,13 @@ async fn listener(listen: config::Listen) -> std::io::Result<tokio::net::TcpList
 }
 
 async fn serve(config: config::Config) -> ExitCode {
-    telemetry::init(config.log_format, &config.log_level);
+    let _logs = telemetry::init(config.log_format, &config.log_level);
     // One TLS provider for every client (Forgejo, metadata documents, PostgreSQL).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing::info!(version = %version::LONG, public_url = config.public_url.as_str(), "starting");
     let listen = config.listen;
-    let broker = match server::prepare(config).await {
+    let metrics_listen = config.metrics_listen;
+    let mut broker = match server::prepare(config).await {
         Ok(broker) => broker,
         Err(e @ StartError::SealingKey(_)) => {
             tracing::error!(error = %e, "refusing to start");
@@ -108,6 +143,22 @@ async fn serve(config: config::Config) -> ExitCode {
             return ExitCode::from(EXIT_START);
         }
     };
+    if let Some(addr) = metrics_listen {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(metrics) => {
+                match metrics.local_addr() {
+                    Ok(addr) => tracing::info!(%addr, "serving /metrics"),
+                    Err(e) => tracing::warn!(error = %e, "serving /metrics on an unknown address"),
+                }
+                broker.serve_metrics_on(metrics);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %addr, "cannot listen for metrics");
+                eprintln!("fjmcp-broker: cannot listen for metrics on {addr}: {e}");
+                return ExitCode::from(EXIT_START);
+            }
+        }
+    }
     let shutdown = CancellationToken::new();
     if let Err(e) = server::cancel_on_signals(shutdown.clone()) {
         eprintln!("fjmcp-broker: cannot install signal handlers: {e}");

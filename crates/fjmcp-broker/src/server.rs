@@ -14,12 +14,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::account::AccountState;
 use crate::children::{Pool, PoolSettings};
 use crate::clock::{Clock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, SealingKeyFile};
+use crate::credentials::{CredentialSettings, Credentials};
 use crate::crypto::{KeyError, Sealer, SealingKey};
 use crate::forgejo::{EndpointOverrides, ForgejoClient};
-use crate::http::{AppState, RateLimits, router};
+use crate::http::{AppState, RateLimits, metrics_router, router};
 use crate::mcp::McpState;
 use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
 use crate::oauth::{BearerState, OAuthState};
@@ -50,20 +52,23 @@ pub struct Broker {
     pool: Pool,
     /// Owns every background task: sweepers, children's pipes, streams.
     tasks: TaskTracker,
+    /// Where `/metrics` is served, if anywhere.
+    metrics_listener: Option<TcpListener>,
 }
 
 /// Loads the sealing key (generating it on a first SQLite start), opens the
 /// store (applying migrations), makes the children's private directory and
 /// assembles the broker.
 pub async fn prepare(config: Config) -> Result<Broker, StartError> {
-    let key = if config.sealing_key.generate_if_missing {
-        SealingKey::load_or_generate(&config.sealing_key.path)?
-    } else {
-        SealingKey::load(&config.sealing_key.path)?
-    };
-    tracing::info!(key_id = %key.id_hex(), path = %config.sealing_key.path.display(), "sealing key loaded");
+    let sealer = sealer(&config.sealing_key, config.sealing_key.generate_if_missing)?;
+    tracing::info!(
+        key_id = %sealer.current_key_id(),
+        path = %config.sealing_key.path.display(),
+        previous_key_ids = ?sealer.previous_key_ids(),
+        "sealing key loaded"
+    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = Store::open(&config.store, Arc::new(Sealer::new(key)), clock.clone()).await?;
+    let store = Store::open(&config.store, Arc::new(sealer), clock.clone()).await?;
     tracing::info!(backend = store.backend().name(), "store ready");
     crate::children::create_work_root(&config.children.work_root).map_err(StartError::WorkRoot)?;
     if let Some(user) = config.children.run_as {
@@ -74,6 +79,22 @@ pub async fn prepare(config: Config) -> Result<Broker, StartError> {
         );
     }
     Ok(assemble(Arc::new(config), store, clock))
+}
+
+/// The sealer of the configured key files: the current key (generated first
+/// when `generate` and it does not exist) and the retired keys that can still
+/// open older values.
+pub(crate) fn sealer(keys: &SealingKeyFile, generate: bool) -> Result<Sealer, KeyError> {
+    let current = if generate {
+        SealingKey::load_or_generate(&keys.path)?
+    } else {
+        SealingKey::load(&keys.path)?
+    };
+    keys.previous
+        .iter()
+        .try_fold(Sealer::new(current), |sealer, path| {
+            Ok(sealer.with_previous(SealingKey::load(path)?))
+        })
 }
 
 /// Builds every part from the configuration and an open store. Does no I/O:
@@ -100,26 +121,54 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         allow_loopback_http: config.oauth.client_metadata_allow_loopback_http,
         ..FetchPolicy::default()
     });
-    let pool = Pool::new(
-        PoolSettings::from_config(&config),
+    let credentials = Credentials::new(
         store.clone(),
         forgejo.clone(),
+        clock.clone(),
+        CredentialSettings {
+            // A child reads its token once, at start: it must get one that lasts
+            // (a minute with the default five-minute lead).
+            min_validity: config.children.refresh_lead / 5,
+            refresh_lead: config.children.refresh_lead,
+            check_interval: config.children.forgejo_check_interval,
+        },
+    );
+    let pool = Pool::new(
+        PoolSettings::from_config(&config),
+        credentials.clone(),
         clock.clone(),
         tasks.clone(),
     );
     let state = AppState {
+        account: AccountState {
+            config: config.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            forgejo: forgejo.clone(),
+            credentials: credentials.clone(),
+        },
         oauth: OAuthState {
             config: config.clone(),
             store: store.clone(),
             clock: clock.clone(),
             forgejo,
             client_metadata,
+            credentials: credentials.clone(),
         },
         bearer: BearerState {
             config: config.clone(),
             store: store.clone(),
+            clock: clock.clone(),
+            verified: Default::default(),
         },
-        mcp: McpState::new(config.clone(), store.clone(), pool.clone(), tasks.clone()),
+        mcp: McpState::new(
+            config.clone(),
+            store.clone(),
+            clock.clone(),
+            pool.clone(),
+            credentials,
+            tasks.clone(),
+        ),
         store: store.clone(),
         config: config.clone(),
         limits: RateLimits::new(&config.http),
@@ -131,6 +180,7 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         clock,
         pool,
         tasks,
+        metrics_listener: None,
     }
 }
 
@@ -140,6 +190,12 @@ impl Broker {
     pub fn router(&self) -> Router {
         router(self.state.clone())
     }
+
+    /// Serves `/metrics` on `listener` too (the metrics listener, never the
+    /// public one).
+    pub fn serve_metrics_on(&mut self, listener: TcpListener) {
+        self.metrics_listener = Some(listener);
+    }
 }
 
 /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight
@@ -147,7 +203,7 @@ impl Broker {
 /// drains the background tasks and closes the store.
 pub async fn serve(
     listener: TcpListener,
-    broker: Broker,
+    mut broker: Broker,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let grace = broker.config.http.shutdown_grace;
@@ -159,6 +215,27 @@ pub async fn serve(
         shutdown.clone(),
     ));
     tasks.spawn(broker.pool.clone().run_background(shutdown.clone()));
+    tasks.spawn(broker.store.clone().follow_epoch(shutdown.clone()));
+    tasks.spawn(
+        broker
+            .state
+            .mcp
+            .sessions
+            .clone()
+            .write_behind(shutdown.clone()),
+    );
+    if let Some(metrics) = broker.metrics_listener.take() {
+        let app = metrics_router(broker.store.clone());
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(metrics, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener failed");
+            }
+        });
+    }
     let app = broker.router();
     let settings = broker.config.http.clone();
     let server_shutdown = shutdown.clone();
@@ -182,6 +259,10 @@ pub async fn serve(
             }
         }
     };
+    // The last requests' session uses, before the store closes.
+    if let Err(e) = broker.state.mcp.sessions.flush().await {
+        tracing::warn!(error = %e, "could not write sessions' last use at shutdown");
+    }
     // Children last among the parts that serve requests, first before the store:
     // no orphans, no zombies.
     broker.pool.shutdown().await;

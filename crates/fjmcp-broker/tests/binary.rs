@@ -100,7 +100,12 @@ async fn an_unreachable_store_exits_1_with_a_clear_error() {
 #[tokio::test]
 async fn check_config_prints_the_effective_configuration_with_secrets_redacted() {
     let out = output_of(
-        &["check-config", "--listen", "127.0.0.1:9999"],
+        &[
+            "check-config",
+            "--skip-child-check",
+            "--listen",
+            "127.0.0.1:9999",
+        ],
         &[("FJMCP_STORE", "sqlite:/tmp/x.db")],
         &[],
     )

@@ -825,13 +825,17 @@ async fn closing_a_stream_or_sending_cancelled_cancels_the_child_request() {
 #[tokio::test]
 async fn session_caps_batches_and_sessions_across_token_rotation() {
     let child = support::children::fixture_child().display().to_string();
-    // A refresh lead as long as Forgejo's token lifetime makes every sweep rotate.
-    let stack = Stack::start(&[
-        ("FJMCP_CHILD_COMMAND", &child),
-        ("FJMCP_MAX_SESSIONS_PER_USER", "2"),
-        ("FJMCP_REFRESH_LEAD", "1h"),
-        ("FJMCP_ROTATE_INTERVAL", "1s"),
-    ])
+    // Four-second tokens refreshed three seconds ahead: the sweep rotates the
+    // child every couple of seconds.
+    let stack = Stack::start_with(
+        &[
+            ("FJMCP_CHILD_COMMAND", &child),
+            ("FJMCP_MAX_SESSIONS_PER_USER", "2"),
+            ("FJMCP_REFRESH_LEAD", "3s"),
+            ("FJMCP_ROTATE_INTERVAL", "1s"),
+        ],
+        |double| double.with_access_token_lifetime(std::time::Duration::from_secs(4)),
+    )
     .await;
     let token = token_of(&stack, "alice").await;
     let session = session_of(&stack, &token, "2025-11-25").await;
@@ -858,14 +862,8 @@ async fn session_caps_batches_and_sessions_across_token_rotation() {
     )
     .await;
     assert_eq!(before.json()["result"]["content"][0]["text"], "alice");
-    for _ in 0..1000 {
-        if stack.double.token_stats().refreshes >= 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
     assert!(
-        stack.double.token_stats().refreshes >= 2,
+        support::mcp::eventually(|| stack.double.token_stats().refreshes >= 2).await,
         "the child was rotated"
     );
     let after = post(&stack, Some(&token), &[("mcp-session-id", &session)], echo).await;
@@ -978,7 +976,8 @@ async fn admission_failures_are_http_statuses_also_for_clients_that_asked_for_a_
     assert_eq!(full.headers["content-type"], "application/json");
     assert_eq!(full.json()["id"], 1);
 
-    // Alice's child goes; starting the next one needs a refresh, which Forgejo refuses.
+    // Alice's child goes, and she revokes the broker in Forgejo: starting her
+    // next child needs a refresh, which Forgejo refuses.
     let crash = post(
         &stack,
         Some(&alice),
@@ -987,10 +986,10 @@ async fn admission_failures_are_http_statuses_also_for_clients_that_asked_for_a_
     )
     .await;
     assert_eq!(crash.json()["error"]["code"], -32603);
-    stack.double.inject_fault(
-        forgejo_double::Endpoint::Token,
-        forgejo_double::Fault::InvalidGrant,
-        1,
+    assert!(
+        stack
+            .double
+            .revoke_grant("alice", support::oauth::BROKER_CLIENT_ID)
     );
     let mut headers = sse_only.to_vec();
     headers.push(("mcp-session-id", &session));

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use fjmcp_broker::children::{CallError, Pool, PoolError, PoolSettings, ResourceLimits};
 use fjmcp_broker::clock::ManualClock;
+use fjmcp_broker::credentials::{CredentialSettings, Credentials};
 use fjmcp_broker::forgejo::{EndpointOverrides, ForgejoClient};
 use fjmcp_broker::store::{NewGrant, Store};
 use fjmcp_broker::upstream::UserIdentity;
@@ -24,6 +25,7 @@ struct Fixture {
     double: ForgejoDouble,
     store: Store,
     forgejo: ForgejoClient,
+    credentials: Credentials,
     clock: ManualClock,
     _db: TestDatabase,
     _work: tempfile::TempDir,
@@ -62,7 +64,7 @@ impl Fixture {
             idle_timeout: Duration::from_secs(900),
             reap_interval: Duration::from_secs(30),
             rotate_interval: Duration::from_secs(60),
-            refresh_lead: Duration::from_secs(300),
+            expiry_margin: Duration::from_secs(30),
             max_children: 50,
             max_in_flight_per_child: 32,
             request_timeout: Duration::from_secs(30),
@@ -70,10 +72,21 @@ impl Fixture {
             work_root: work.path().join("children"),
             run_as: None,
         };
+        let credentials = Credentials::new(
+            store.clone(),
+            forgejo.clone(),
+            Arc::new(clock.clone()),
+            CredentialSettings {
+                min_validity: Duration::from_secs(60),
+                refresh_lead: Duration::from_secs(300),
+                check_interval: Duration::from_secs(300),
+            },
+        );
         Fixture {
             double,
             store,
             forgejo,
+            credentials,
             clock,
             _db: db,
             _work: work,
@@ -106,8 +119,8 @@ impl Fixture {
             .await
             .unwrap();
         let identity: UserIdentity = self.forgejo.userinfo(&tokens.access_token).await.unwrap();
-        self.store
-            .save_upstream_credential(
+        self.credentials
+            .save_sign_in(
                 &identity,
                 &tokens.into_credential(fjmcp_broker::clock::Clock::now(&self.clock)),
             )
@@ -123,8 +136,7 @@ impl Fixture {
     fn pool_with(&self, settings: PoolSettings) -> Pool {
         Pool::new(
             settings,
-            self.store.clone(),
-            self.forgejo.clone(),
+            self.credentials.clone(),
             Arc::new(self.clock.clone()),
             tokio_util::task::TaskTracker::new(),
         )
@@ -223,9 +235,16 @@ async fn concurrent_callers_with_colliding_ids_get_their_own_answers() {
         task.await.unwrap();
     }
     assert_eq!(
-        f.double.calls(Endpoint::ApiUser),
+        pool.stats()
+            .started
+            .load(std::sync::atomic::Ordering::Relaxed),
         1,
         "one child served every caller"
+    );
+    assert_eq!(
+        f.double.calls(Endpoint::ApiUser),
+        2,
+        "one check by the broker before the start, one by the child at its start"
     );
     pool.shutdown().await;
 }
@@ -311,7 +330,7 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
     // 300 s lead: rotate.
     f.clock.advance(3_500);
     f.double.advance_clock(Duration::from_secs(3_500));
-    pool.rotate_due().await;
+    pool.follow_credentials().await;
     let new_pid = pool.child_pid(&alice).unwrap();
     assert_ne!(new_pid, old_pid, "a new child serves the user");
     // Requests keep being answered across the switch, now by the new child.
@@ -379,7 +398,7 @@ async fn a_refused_refresh_kills_the_credential_revokes_grants_and_stops_the_chi
         "the user revoked the app in Forgejo"
     );
     f.clock.advance(3_500);
-    pool.rotate_due().await;
+    pool.follow_credentials().await;
     assert_eq!(pool.child_pid(&alice), None);
     assert!(store.live_grants_of_user(&alice).await.unwrap().is_empty());
     assert!(store.upstream_credential(&alice).await.unwrap().is_none());
@@ -412,16 +431,16 @@ async fn a_transient_refresh_failure_keeps_the_child_and_retries_later() {
     f.double
         .inject_fault(Endpoint::Token, Fault::ServerError, 1);
     f.clock.advance(3_500);
-    pool.rotate_due().await;
+    pool.follow_credentials().await;
     assert_eq!(pool.child_pid(&alice), pid, "the old child keeps serving");
-    pool.rotate_due().await;
+    pool.follow_credentials().await;
     assert_eq!(
         pool.child_pid(&alice),
         pid,
         "no retry before the backoff passes"
     );
     f.clock.advance(11);
-    pool.rotate_due().await;
+    pool.follow_credentials().await;
     assert_ne!(pool.child_pid(&alice), pid, "rotated on the retry");
     pool.shutdown().await;
 }

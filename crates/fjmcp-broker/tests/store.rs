@@ -40,15 +40,50 @@ fn credential(access: &str, refresh: &str) -> UpstreamCredential {
     }
 }
 
+/// The newest migration shipped (both backends have the same numbers).
+fn latest_migration() -> i64 {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/store/migrations");
+    let numbers = |backend: &str| -> Vec<i64> {
+        let mut numbers: Vec<i64> = std::fs::read_dir(format!("{dir}/{backend}"))
+            .unwrap()
+            .map(|entry| {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                name[..4].parse().unwrap()
+            })
+            .collect();
+        numbers.sort_unstable();
+        numbers
+    };
+    let sqlite = numbers("sqlite");
+    assert_eq!(
+        sqlite,
+        numbers("postgres"),
+        "every migration has both dialects"
+    );
+    *sqlite.last().unwrap()
+}
+
 #[tokio::test]
 async fn migrations_apply_once_and_reopen_cleanly() {
+    let latest = latest_migration();
+    assert!(latest >= 2);
     for db in TestDatabase::all().await {
         let store = db.open().await;
-        assert_eq!(store.schema_version().await.unwrap(), 3, "{}", db.label);
+        assert_eq!(
+            store.schema_version().await.unwrap(),
+            latest,
+            "{}",
+            db.label
+        );
         store.ping().await.unwrap();
         store.close().await;
         let again = db.open().await;
-        assert_eq!(again.schema_version().await.unwrap(), 3, "{}", db.label);
+        assert_eq!(
+            again.schema_version().await.unwrap(),
+            latest,
+            "{}",
+            db.label
+        );
     }
 }
 
@@ -57,7 +92,12 @@ async fn instances_starting_together_migrate_once() {
     for db in TestDatabase::all().await {
         let (a, b, c) = tokio::join!(db.open(), db.open(), db.open());
         for store in [a, b, c] {
-            assert_eq!(store.schema_version().await.unwrap(), 3, "{}", db.label);
+            assert_eq!(
+                store.schema_version().await.unwrap(),
+                latest_migration(),
+                "{}",
+                db.label
+            );
         }
     }
 }
@@ -83,10 +123,7 @@ async fn a_schema_newer_than_the_broker_is_refused() {
         ));
         let clock = std::sync::Arc::new(ManualClock::at(0));
         match fjmcp_broker::store::Store::open(&db.location, sealer, clock).await {
-            Err(StoreError::SchemaTooNew {
-                found: 999,
-                known: 3,
-            }) => {}
+            Err(StoreError::SchemaTooNew { found: 999, known }) if known == latest_migration() => {}
             other => panic!("{}: expected SchemaTooNew, got {other:?}", db.label),
         }
     }
@@ -185,12 +222,19 @@ async fn the_sqlite_file_never_holds_a_token_in_plaintext() {
 async fn a_dead_credential_is_not_handed_out_until_the_user_signs_in_again() {
     for db in TestDatabase::all().await {
         let store = db.open().await;
-        assert!(!store.mark_credential_dead("1").await.unwrap());
+        let unknown = store.lock_credential("1").await.unwrap();
+        assert_eq!(unknown.mark_dead(0).await.unwrap(), None, "no such user");
         store
             .save_upstream_credential(&alice(), &credential("a", "r"))
             .await
             .unwrap();
-        assert!(store.mark_credential_dead("1").await.unwrap());
+        let lock = store.lock_credential("1").await.unwrap();
+        assert_eq!(lock.mark_dead(1).await.unwrap(), Some(0));
+        assert_eq!(
+            store.credential_generation("1").await.unwrap(),
+            Some((2, true)),
+            "death moves the generation on"
+        );
         assert!(
             store.upstream_credential("1").await.unwrap().is_none(),
             "{}",
@@ -209,7 +253,7 @@ async fn a_dead_credential_is_not_handed_out_until_the_user_signs_in_again() {
             .save_upstream_credential(&alice(), &credential("a2", "r2"))
             .await
             .unwrap();
-        assert_eq!(generation, 2);
+        assert_eq!(generation, 3);
         let (user, cred) = store.upstream_credential("1").await.unwrap().unwrap();
         assert_eq!(user.credential_dead_at, None);
         assert_eq!(cred.access_token.expose_secret(), "a2");
@@ -463,7 +507,8 @@ mod oauth_state {
             store
                 .await_consent(
                     &hash_secret("s"),
-                    "1",
+                    &alice(),
+                    None,
                     &hash_secret("ticket"),
                     &hash_secret("csrf"),
                 )
@@ -482,6 +527,7 @@ mod oauth_state {
                 .unwrap()
                 .expect(db.label);
             assert_eq!(claimed.user_id.as_deref(), Some("1"));
+            assert!(claimed.held.is_none(), "nothing was held");
             assert!(
                 store
                     .claim_pending_for_consent(&hash_secret("ticket"), &hash_secret("csrf"))
@@ -814,6 +860,51 @@ mod oauth_state {
             assert_eq!(store.next_expiry().await.unwrap(), Some(4_600));
         }
     }
+
+    #[tokio::test]
+    async fn a_sign_in_waiting_on_consent_holds_its_tokens_sealed_until_claimed() {
+        for db in TestDatabase::all().await {
+            let clock = ManualClock::at(1_000);
+            let store = with_user_and_client(&db, clock).await;
+            store
+                .create_pending_authorization(&pending("s", 1_600))
+                .await
+                .unwrap();
+            store
+                .claim_pending_for_callback(&hash_secret("s"))
+                .await
+                .unwrap()
+                .unwrap();
+            let bob = UserIdentity {
+                id: "2".into(),
+                login: "bob".into(),
+            };
+            store
+                .await_consent(
+                    &hash_secret("s"),
+                    &bob,
+                    Some(&credential("HELD-ACCESS", "HELD-REFRESH")),
+                    &hash_secret("ticket"),
+                    &hash_secret("csrf"),
+                )
+                .await
+                .unwrap();
+            assert!(
+                store.user("2").await.unwrap().is_none(),
+                "no user row for a sign-in awaiting consent ({})",
+                db.label
+            );
+            let claimed = store
+                .claim_pending_for_consent(&hash_secret("ticket"), &hash_secret("csrf"))
+                .await
+                .unwrap()
+                .unwrap();
+            let (identity, held) = claimed.held.expect("the tokens were held");
+            assert_eq!(identity, bob);
+            assert_eq!(held.access_token.expose_secret(), "HELD-ACCESS");
+            assert_eq!(held.refresh_token.unwrap().expose_secret(), "HELD-REFRESH");
+        }
+    }
 }
 
 #[tokio::test]
@@ -886,9 +977,68 @@ async fn a_dead_credential_revokes_every_grant_of_the_user() {
                 .unwrap();
         }
         let lock = store.lock_credential("1").await.unwrap();
-        assert_eq!(lock.mark_dead().await.unwrap(), 2, "{}", db.label);
+        assert_eq!(lock.mark_dead(1).await.unwrap(), Some(2), "{}", db.label);
         assert!(store.live_grants_of_user("1").await.unwrap().is_empty());
         assert!(store.upstream_credential("1").await.unwrap().is_none());
+    }
+}
+
+/// A refresh that read generation 1, then lost the race to a sign-in (which
+/// replaces the credential whatever its generation), must neither overwrite
+/// the new credential nor declare it dead and revoke the user's grants.
+#[tokio::test]
+async fn a_sign_in_racing_a_refresh_keeps_the_new_credential_and_the_grants() {
+    for db in TestDatabase::all().await {
+        let store = db.open().await;
+        store.put_client(&client("c1")).await.unwrap();
+        store
+            .save_upstream_credential(&alice(), &credential("a1", "r1"))
+            .await
+            .unwrap();
+        store
+            .create_grant(&NewGrant {
+                user_id: "1".into(),
+                client_id: "c1".into(),
+                scopes: "mcp".into(),
+                resource: "https://mcp.example.com/mcp".into(),
+            })
+            .await
+            .unwrap();
+        // The refresher has read generation 1 …
+        let mut lock = store.lock_credential("1").await.unwrap();
+        let (seen, _) = lock.current().await.unwrap().unwrap();
+        assert_eq!(seen.generation, 1);
+        drop(lock);
+        // … a sign-in lands meanwhile …
+        let signed_in = store
+            .save_upstream_credential(&alice(), &credential("a-new", "r-new"))
+            .await
+            .unwrap();
+        assert_eq!(signed_in, 2);
+        // … and the refresher's late writes change nothing.
+        let lock = store.lock_credential("1").await.unwrap();
+        assert_eq!(lock.mark_dead(1).await.unwrap(), None, "{}", db.label);
+        let lock = store.lock_credential("1").await.unwrap();
+        assert_eq!(
+            lock.replace(1, "alice", &credential("a-stale", "r-stale"))
+                .await
+                .unwrap(),
+            None,
+            "{}",
+            db.label
+        );
+        let (user, kept) = store.upstream_credential("1").await.unwrap().unwrap();
+        assert_eq!(user.generation, 2);
+        assert_eq!(kept.access_token.expose_secret(), "a-new");
+        assert_eq!(store.live_grants_of_user("1").await.unwrap().len(), 1);
+        // At the current generation the writes do apply.
+        let lock = store.lock_credential("1").await.unwrap();
+        assert_eq!(
+            lock.replace(2, "alice", &credential("a3", "r3"))
+                .await
+                .unwrap(),
+            Some(3)
+        );
     }
 }
 
@@ -926,10 +1076,10 @@ async fn credential_refreshes_take_turns_across_instances_on_postgres() {
         db.wait_for_lock_waiters(1).await;
         committed.store(true, Ordering::SeqCst);
         let generation = first
-            .replace("alice", &credential("a2", "r2"))
+            .replace(1, "alice", &credential("a2", "r2"))
             .await
             .unwrap();
-        assert_eq!(generation, 2);
+        assert_eq!(generation, Some(2));
         let (seen_commit, seen_generation, seen_token) = second.await.unwrap();
         assert_eq!((seen_generation, seen_token.as_str()), (2, "a2"));
         assert!(seen_commit, "the second refresher waited for the row lock");

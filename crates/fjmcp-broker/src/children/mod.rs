@@ -9,17 +9,18 @@
 //!
 //! Layout: [`process`] spawns, signals, reaps and logs stderr; [`connection`] frames stdout and
 //! stdin and rewrites ids and progress tokens; [`limits`] is the `setrlimit` wrapper;
-//! [`lines`] reads newline-delimited input with a bounded line length.
+//! [`lines`] reads newline-delimited input with a bounded line length; [`probe`] is
+//! `check-config`'s look at the child command.
 //!
 //! Tasks per child: a writer (owns stdin), a reader (owns stdout), a stderr logger, a reaper
 //! (owns the process and waits for it), and during a stop the stop sequence. None of them keeps
 //! the [`Child`] handle alive: dropping the last handle stops the child.
 
-mod backoff;
 mod connection;
 pub mod limits;
 mod lines;
 mod pool;
+pub mod probe;
 mod process;
 
 use std::fmt;
@@ -28,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -66,10 +68,13 @@ pub struct ChildSpec {
     /// Program and arguments, already split (from configuration). Never run through a shell
     /// and never carrying a secret: argv is visible to every local user.
     pub program_and_args: Vec<String>,
-    /// Exactly the child's environment: the broker's environment is cleared first. The
-    /// caller puts in the allow-listed variables plus `FORGEJO_URL` and
-    /// `FORGEJO_ACCESS_TOKEN`.
+    /// Exactly the child's environment, with [`ChildSpec::secret_env`]: the broker's
+    /// environment is cleared first. The caller puts in the allow-listed variables
+    /// plus `FORGEJO_URL`.
     pub env: Vec<(String, String)>,
+    /// Environment variables holding secrets (`FORGEJO_ACCESS_TOKEN`): revealed
+    /// only when the process is created, never logged or printed.
+    pub secret_env: Vec<(String, SecretString)>,
     /// The child's working directory, its own (see [`create_private_dir`]); it must exist.
     /// Its `home` and `tmp` subdirectories become the child's `HOME` and `TMPDIR`.
     pub work_dir: PathBuf,
@@ -102,6 +107,7 @@ impl ChildSpec {
         Self {
             program_and_args,
             env,
+            secret_env: Vec::new(),
             work_dir,
             label: label.into(),
             limits: ResourceLimits::default(),
@@ -114,7 +120,7 @@ impl ChildSpec {
     }
 }
 
-/// Environment values hold the user's Forgejo token: `Debug` shows names only.
+/// `Debug` shows environment names only (values can be private to the user).
 impl fmt::Debug for ChildSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildSpec")
@@ -122,6 +128,14 @@ impl fmt::Debug for ChildSpec {
             .field(
                 "env",
                 &self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            )
+            .field(
+                "secret_env",
+                &self
+                    .secret_env
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>(),
             )
             .field("work_dir", &self.work_dir)
             .field("label", &self.label)

@@ -1,11 +1,13 @@
 //! The per-user child pool: one supervised child per Forgejo user, started on
-//! demand with that user's current Forgejo token, reaped when idle, replaced
-//! when its token rotates or it dies.
+//! demand with a credential that [`crate::credentials`] vouches for, reaped when
+//! idle, replaced when the user's credential changes or the child dies.
 //!
 //! Children are cattle (DESIGN §2): a child is only a cache of "a process
-//! running with user U's token, generation N, already initialized". Every
-//! decision about a user (spawn, refresh, rotate) is single-flight behind the
-//! user's gate; the map of users is only held for a moment.
+//! running with user U's token, generation N, already initialized". The pool
+//! knows how to start, replace and stop children; what token a child gets, and
+//! when a token must change, is the credentials module's decision. Every
+//! decision about a user's child is single flight behind the user's gate; the
+//! map of users is only held for a moment.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,18 +16,16 @@ use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::backoff::BackoffPolicy;
 use super::{CallError, Child, ChildError, ChildSpec, ResourceLimits, create_private_dir};
+use crate::backoff::BackoffPolicy;
 use crate::clock::{Clock, seconds};
-use crate::forgejo::ForgejoClient;
-use crate::store::{AuditEvent, Store, StoreError};
-use crate::upstream::UpstreamCredential;
+use crate::credentials::{Credential, CredentialChange, CredentialError, Credentials};
+use crate::metrics::{StopReason, metrics};
 
 /// How the pool runs children; built from the configuration.
 #[derive(Debug, Clone)]
@@ -38,8 +38,14 @@ pub struct PoolSettings {
     pub forgejo_url: String,
     pub idle_timeout: Duration,
     pub reap_interval: Duration,
+    /// How often live children's credentials are followed (refreshed when due,
+    /// replaced when another instance or a sign-in changed them, checked
+    /// against Forgejo when the check interval has passed).
     pub rotate_interval: Duration,
-    pub refresh_lead: Duration,
+    /// A child whose token expires within this margin takes no new request:
+    /// the request path (which knows the expiry without asking anyone) starts
+    /// its replacement first, in case the sweep has not yet.
+    pub expiry_margin: Duration,
     pub max_children: usize,
     pub max_in_flight_per_child: usize,
     /// Longest a forwarded request may take; also bounds how long a superseded
@@ -63,7 +69,7 @@ impl PoolSettings {
             idle_timeout: children.idle_timeout,
             reap_interval: children.reap_interval,
             rotate_interval: children.rotate_interval,
-            refresh_lead: children.refresh_lead,
+            expiry_margin: children.refresh_lead / 10,
             max_children: children.max_children,
             max_in_flight_per_child: children.max_in_flight_per_child,
             request_timeout: config.http.request_timeout,
@@ -100,8 +106,26 @@ pub enum PoolError {
     #[error("the user's Forgejo authorization is no longer valid")]
     CredentialDead,
     /// Forgejo or the store is unreachable right now: 503 with `Retry-After`.
-    #[error("temporarily unavailable: {0}")]
-    Unavailable(String),
+    #[error("temporarily unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after: Duration,
+    },
+}
+
+impl From<CredentialError> for PoolError {
+    fn from(error: CredentialError) -> PoolError {
+        match error {
+            CredentialError::Dead => PoolError::CredentialDead,
+            CredentialError::Unavailable {
+                reason,
+                retry_after,
+            } => PoolError::Unavailable {
+                reason,
+                retry_after,
+            },
+        }
+    }
 }
 
 /// What the pool has done, counted (for metrics and tests).
@@ -123,20 +147,18 @@ struct Live {
     generation: i64,
     /// Unique per spawn, so an old child's exit never evicts its successor.
     serial: u64,
-    /// When the child holds a token that expires (unix seconds).
+    /// When the child's token expires (unix seconds).
     access_expires_at: i64,
+    /// When Forgejo issued that token (unix seconds).
+    issued_at: i64,
 }
 
-/// Restarting a child that keeps dying right after start is refused for a while,
-/// and so is retrying a rotation Forgejo could not serve.
+/// Restarting a child that keeps dying right after start is refused for a while.
 #[derive(Debug, Default)]
 struct Backoff {
     consecutive_failures: u32,
     /// Unix seconds before which no new child is started.
     blocked_until: i64,
-    /// Unix seconds before which a failed rotation is not retried.
-    rotation_retry_at: i64,
-    rotation_failures: u32,
 }
 
 /// A child that lives shorter than this counts as a start failure for backoff.
@@ -148,17 +170,9 @@ const CRASH_BACKOFF: BackoffPolicy = BackoffPolicy {
     first: Duration::from_secs(2),
     max: Duration::from_secs(60),
 };
-/// A rotation that failed for a transient reason waits 10 s, 20 s, … up to 5 min
-/// (the child keeps serving on its current, still valid token meanwhile).
-const ROTATION_BACKOFF: BackoffPolicy = BackoffPolicy {
-    forgiven: 0,
-    first: Duration::from_secs(10),
-    max: Duration::from_secs(300),
-};
+
 /// The longest shutdown waits for superseded children to finish draining.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
-/// An access token this close to expiry is refreshed before a child is started with it.
-const SPAWN_MIN_VALIDITY_SECONDS: i64 = 60;
 
 struct UserSlot {
     user_id: String,
@@ -178,8 +192,7 @@ struct UserSlot {
 
 struct Inner {
     settings: PoolSettings,
-    store: Store,
-    forgejo: ForgejoClient,
+    credentials: Credentials,
     clock: Arc<dyn Clock>,
     users: Mutex<HashMap<String, Arc<UserSlot>>>,
     /// How many children are alive (started and not yet reaped); shutdown waits
@@ -259,19 +272,18 @@ impl Drop for Lease {
 }
 
 impl Pool {
-    /// A pool whose children's tasks belong to `tasks`.
+    /// A pool whose children get their tokens from `credentials` and whose
+    /// tasks belong to `tasks`.
     pub fn new(
         settings: PoolSettings,
-        store: Store,
-        forgejo: ForgejoClient,
+        credentials: Credentials,
         clock: Arc<dyn Clock>,
         tasks: TaskTracker,
     ) -> Pool {
         Pool {
             inner: Arc::new(Inner {
                 settings,
-                store,
-                forgejo,
+                credentials,
                 clock,
                 users: Mutex::new(HashMap::new()),
                 live_children: watch::channel(0).0,
@@ -305,7 +317,9 @@ impl Pool {
         let slot = self.slot(user_id);
         let live = self.ensure_child(&slot).await?;
         let max = self.inner.settings.max_in_flight_per_child;
-        if slot.admitted.fetch_add(1, Ordering::AcqRel) >= max {
+        let already = slot.admitted.fetch_add(1, Ordering::AcqRel);
+        metrics().child_admitted(already);
+        if already >= max {
             slot.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(PoolError::Busy {
                 retry_after: Duration::from_secs(1),
@@ -343,20 +357,27 @@ impl Pool {
             .clone()
     }
 
-    fn current_alive(slot: &UserSlot) -> Option<Live> {
-        slot.current
-            .lock()
-            .clone()
-            .filter(|live| live.child.accepts_calls())
+    /// The user's current child if it takes new requests: running, and its
+    /// token not about to expire (a check in memory, no store read).
+    fn usable_current(&self, slot: &UserSlot) -> Option<Live> {
+        let now = self.inner.clock.now();
+        slot.current.lock().clone().filter(|live| {
+            // A quarter of the token's lifetime when Forgejo issues short-lived
+            // ones, so the margin never swallows the whole token.
+            let lifetime = (live.access_expires_at - live.issued_at).max(0);
+            let margin = seconds(self.inner.settings.expiry_margin).min(lifetime / 4);
+            live.child.accepts_calls() && live.access_expires_at > now + margin
+        })
     }
 
-    /// The user's live child, started (single flight) if there is none.
+    /// The user's usable child, started (single flight) if there is none —
+    /// replacing one whose token is about to expire.
     async fn ensure_child(&self, slot: &Arc<UserSlot>) -> Result<Live, PoolError> {
-        if let Some(live) = Self::current_alive(slot) {
+        if let Some(live) = self.usable_current(slot) {
             return Ok(live);
         }
         let _gate = slot.gate.lock().await;
-        if let Some(live) = Self::current_alive(slot) {
+        if let Some(live) = self.usable_current(slot) {
             return Ok(live);
         }
         let now = self.inner.clock.now();
@@ -369,113 +390,44 @@ impl Pool {
                 )));
             }
         }
-        if self.live_children() >= self.inner.settings.max_children {
+        // A replacement of a running child is allowed past the cap for its overlap.
+        let replacing = slot.current.lock().is_some();
+        if !replacing && self.live_children() >= self.inner.settings.max_children {
             return Err(PoolError::AtCapacity {
                 retry_after: self.inner.settings.reap_interval,
             });
         }
-        let (generation, credential) = self.usable_credential(slot).await?;
-        self.start_child(slot, generation, &credential).await
-    }
-
-    /// The user's credential, refreshed first if it has (nearly) expired.
-    /// Caller holds the user's gate.
-    async fn usable_credential(
-        &self,
-        slot: &UserSlot,
-    ) -> Result<(i64, UpstreamCredential), PoolError> {
-        let (record, credential) = self
-            .inner
-            .store
-            .upstream_credential(&slot.user_id)
-            .await
-            .map_err(unavailable)?
-            .ok_or(PoolError::CredentialDead)?;
-        if credential.access_expires_at > self.inner.clock.now() + SPAWN_MIN_VALIDITY_SECONDS {
-            return Ok((record.generation, credential));
-        }
-        self.refresh(slot, record.generation).await
-    }
-
-    /// Refreshes the user's Forgejo token (single flight here, row lock across
-    /// instances). If another instance refreshed meanwhile, its result is used.
-    /// Caller holds the user's gate.
-    async fn refresh(
-        &self,
-        slot: &UserSlot,
-        known_generation: i64,
-    ) -> Result<(i64, UpstreamCredential), PoolError> {
-        let inner = &self.inner;
-        let mut lock = inner
-            .store
-            .lock_credential(&slot.user_id)
-            .await
-            .map_err(unavailable)?;
-        let (record, credential) = lock
-            .current()
-            .await
-            .map_err(unavailable)?
-            .ok_or(PoolError::CredentialDead)?;
-        let lead = seconds(inner.settings.refresh_lead);
-        if record.generation > known_generation
-            && credential.access_expires_at > inner.clock.now() + lead
-        {
-            return Ok((record.generation, credential));
-        }
-        let Some(refresh_token) = credential.refresh_token.clone() else {
-            return Err(PoolError::CredentialDead);
-        };
-        match inner.forgejo.refresh(&refresh_token).await {
-            Ok(tokens) => {
-                let fresh = tokens.into_credential(inner.clock.now());
-                let generation = lock
-                    .replace(&record.identity.login, &fresh)
-                    .await
-                    .map_err(unavailable)?;
-                tracing::info!(user_id = %slot.user_id, generation, "refreshed the user's Forgejo token");
-                Ok((generation, fresh))
-            }
-            Err(e) if e.is_refusal() => {
-                let revoked = lock.mark_dead().await.map_err(unavailable)?;
-                tracing::warn!(user_id = %slot.user_id, error = %e, revoked, "Forgejo refused the refresh: credential dead, grants revoked");
-                let _ = inner
-                    .store
-                    .append_audit(&AuditEvent {
-                        kind: "credential.dead".into(),
-                        user_id: Some(slot.user_id.clone()),
-                        client_id: None,
-                        detail: serde_json::json!({ "revoked_grants": revoked }),
-                    })
-                    .await;
-                Err(PoolError::CredentialDead)
-            }
-            Err(e) => {
-                tracing::warn!(user_id = %slot.user_id, error = %e, "refreshing the user's Forgejo token failed; will retry");
-                Err(PoolError::Unavailable(
-                    "Forgejo could not be reached to refresh the token".into(),
-                ))
-            }
-        }
+        let credential = self.inner.credentials.for_new_child(&slot.user_id).await?;
+        self.start_child(slot, credential).await
     }
 
     /// Spawns and initializes a child with `credential`, makes it the user's
-    /// current one, and watches its exit. Caller holds the user's gate.
+    /// current one (the one it replaces finishes its in-flight requests, then
+    /// stops: make before break), and watches its exit. Caller holds the
+    /// user's gate.
     async fn start_child(
         &self,
         slot: &Arc<UserSlot>,
-        generation: i64,
-        credential: &UpstreamCredential,
+        credential: Credential,
     ) -> Result<Live, PoolError> {
         let inner = &self.inner;
         let serial = inner.next_serial.fetch_add(1, Ordering::Relaxed);
-        let spec = self.spec(&slot.user_id, generation, serial, &credential.access_token)?;
+        let generation = credential.generation;
+        let spec = self.spec(&slot.user_id, serial, &credential)?;
         let work_dir = spec.work_dir.clone();
-        inner.live_children.send_modify(|n| *n += 1);
+        inner.live_children.send_modify(|n| {
+            *n += 1;
+            metrics().set_children(*n);
+        });
         let started_at = inner.clock.now();
+        let spawned = tokio::time::Instant::now();
         let child = match Child::spawn(spec).await {
             Ok(child) => child,
             Err(e) => {
-                inner.live_children.send_modify(|n| *n -= 1);
+                inner.live_children.send_modify(|n| {
+                    *n -= 1;
+                    metrics().set_children(*n);
+                });
                 inner.stats.start_failures.fetch_add(1, Ordering::Relaxed);
                 let _ = std::fs::remove_dir_all(&work_dir);
                 self.note_failure(slot);
@@ -488,14 +440,19 @@ impl Pool {
             }
         };
         inner.stats.started.fetch_add(1, Ordering::Relaxed);
+        metrics().child_started(spawned.elapsed());
         let live = Live {
             child: child.clone(),
             generation,
             serial,
             access_expires_at: credential.access_expires_at,
+            issued_at: credential.issued_at,
         };
-        *slot.current.lock() = Some(live.clone());
+        let replaced = slot.current.lock().replace(live.clone());
         slot.last_used.store(started_at, Ordering::Relaxed);
+        if let Some(old) = replaced {
+            self.retire(old);
+        }
 
         // Fan the child's unsolicited notifications out to the user's subscribers.
         let mut notifications = child.notifications();
@@ -518,7 +475,10 @@ impl Pool {
         let watched = slot.clone();
         inner.tasks.spawn(async move {
             let exit = child.exited().await;
-            pool.inner.live_children.send_modify(|n| *n -= 1);
+            pool.inner.live_children.send_modify(|n| {
+                *n -= 1;
+                metrics().set_children(*n);
+            });
             let _ = std::fs::remove_dir_all(&work_dir);
             let was_current = {
                 let mut current = watched.current.lock();
@@ -531,6 +491,7 @@ impl Pool {
             };
             if was_current {
                 tracing::warn!(user_id = %watched.user_id, ?exit, "child exited unexpectedly");
+                metrics().child_stopped(StopReason::Crash);
                 if pool.inner.clock.now() - started_at < QUICK_DEATH_SECONDS {
                     pool.note_failure(&watched);
                 }
@@ -538,6 +499,46 @@ impl Pool {
         });
         tracing::info!(user_id = %slot.user_id, generation, pid = live.child.pid().unwrap_or(0), "child started");
         Ok(live)
+    }
+
+    /// Lets a superseded child finish its in-flight requests (bounded by the
+    /// request timeout they run under anyway), then stops it.
+    fn retire(&self, old: Live) {
+        let drain = self.inner.settings.request_timeout;
+        metrics().child_stopped(StopReason::Rotation);
+        self.inner.tasks.spawn(async move {
+            let _ = tokio::time::timeout(drain, old.child.until_idle()).await;
+            old.child.stop().await;
+        });
+    }
+
+    /// Replaces the user's live child (if any, and if it holds an older
+    /// generation) with one holding `credential`. Caller holds the user's gate.
+    async fn replace_with(&self, slot: &Arc<UserSlot>, credential: Credential) {
+        let stale = slot
+            .current
+            .lock()
+            .as_ref()
+            .is_some_and(|live| live.generation < credential.generation);
+        if !stale {
+            return;
+        }
+        let generation = credential.generation;
+        if let Err(e) = self.start_child(slot, credential).await {
+            // The old child keeps serving while its token lasts; the next sweep
+            // or request tries again.
+            tracing::warn!(user_id = %slot.user_id, generation, error = %e, "could not start the child with the new credential; keeping the old one");
+        }
+    }
+
+    /// Stops the user's child: their Forgejo authorization ended.
+    async fn stop_for_dead_credential(&self, slot: &UserSlot) {
+        let taken = slot.current.lock().take();
+        if let Some(live) = taken {
+            tracing::info!(user_id = %slot.user_id, "stopping the child: the user's Forgejo authorization ended");
+            metrics().child_stopped(StopReason::CredentialDead);
+            live.child.stop().await;
+        }
     }
 
     fn note_failure(&self, slot: &UserSlot) {
@@ -550,9 +551,8 @@ impl Pool {
     fn spec(
         &self,
         user_id: &str,
-        generation: i64,
         serial: u64,
-        token: &SecretString,
+        credential: &Credential,
     ) -> Result<ChildSpec, PoolError> {
         let settings = &self.inner.settings;
         let work_dir = settings
@@ -563,16 +563,16 @@ impl Pool {
         })?;
         let mut env = settings.inherited_env.clone();
         env.push(("FORGEJO_URL".into(), settings.forgejo_url.clone()));
-        env.push((
-            "FORGEJO_ACCESS_TOKEN".into(),
-            token.expose_secret().to_string(),
-        ));
         let mut spec = ChildSpec::new(
             settings.command.clone(),
             env,
             work_dir,
-            format!("user:{user_id} gen:{generation}"),
+            format!("user:{user_id} gen:{}", credential.generation),
         );
+        spec.secret_env.push((
+            "FORGEJO_ACCESS_TOKEN".into(),
+            credential.access_token.clone(),
+        ));
         spec.limits = settings.limits.clone();
         spec.run_as = settings.run_as;
         spec.tasks = self.inner.tasks.clone();
@@ -602,84 +602,90 @@ impl Pool {
                     .stats
                     .stopped_idle
                     .fetch_add(1, Ordering::Relaxed);
+                metrics().child_stopped(StopReason::Idle);
                 live.child.stop().await;
             }
         }
     }
 
-    /// One rotation sweep: refreshes the token of every user whose live child's
-    /// token expires within the refresh lead, then replaces the child without
-    /// failing a request (start the new one, switch, drain and stop the old one).
-    pub async fn rotate_due(&self) {
+    /// One sweep over the live children: each follows its user's credential
+    /// (refreshed ahead of expiry, replaced when another instance or a sign-in
+    /// changed it, checked against Forgejo once per check interval), and stops
+    /// when the user's Forgejo authorization has ended. A Forgejo that cannot
+    /// be reached changes nothing: the child keeps its still valid token.
+    pub async fn follow_credentials(&self) {
         let slots: Vec<_> = self.inner.users.lock().values().cloned().collect();
         for slot in slots {
-            self.rotate_if_due(&slot).await;
+            self.follow(&slot).await;
         }
     }
 
-    async fn rotate_if_due(&self, slot: &Arc<UserSlot>) {
-        let inner = &self.inner;
-        let now = inner.clock.now();
-        let due =
-            |live: &Live| live.access_expires_at <= now + seconds(inner.settings.refresh_lead);
-        match Self::current_alive(slot) {
-            Some(live) if due(&live) => {}
-            _ => return,
-        }
-        if slot.backoff.lock().rotation_retry_at > now {
-            return;
-        }
+    async fn follow(&self, slot: &Arc<UserSlot>) {
         let _gate = slot.gate.lock().await;
-        let Some(old) = Self::current_alive(slot).filter(due) else {
+        let Some(live) = slot.current.lock().clone() else {
             return;
         };
-        let (generation, credential) = match self.refresh(slot, old.generation).await {
-            Ok(fresh) => fresh,
-            Err(PoolError::CredentialDead) => {
-                slot.current.lock().take();
-                old.child.stop().await;
-                return;
-            }
+        if !live.child.accepts_calls() {
+            return;
+        }
+        let followed = self
+            .inner
+            .credentials
+            .follow(&slot.user_id, live.generation, live.access_expires_at)
+            .await;
+        match followed {
+            Ok(None) => {}
+            Ok(Some(credential)) => self.replace_with(slot, credential).await,
+            Err(CredentialError::Dead) => self.stop_for_dead_credential(slot).await,
             Err(e) => {
-                let mut backoff = slot.backoff.lock();
-                backoff.rotation_failures += 1;
-                let delay = seconds(ROTATION_BACKOFF.delay(backoff.rotation_failures));
-                backoff.rotation_retry_at = now + delay;
-                tracing::warn!(user_id = %slot.user_id, error = %e, retry_in = delay, "rotation postponed");
-                return;
-            }
-        };
-        slot.backoff.lock().rotation_failures = 0;
-        match self.start_child(slot, generation, &credential).await {
-            Ok(_) => {
-                let drain = inner.settings.request_timeout;
-                inner.tasks.spawn(async move {
-                    // In-flight requests finish on the old child (bounded by the
-                    // request timeout they run under anyway), then it goes.
-                    let _ = tokio::time::timeout(drain, old.child.until_idle()).await;
-                    old.child.stop().await;
-                });
-            }
-            Err(e) => {
-                // Keep serving on the old child (its token is still valid for now);
-                // the next sweep tries again.
-                *slot.current.lock() = Some(old);
-                tracing::warn!(user_id = %slot.user_id, error = %e, "could not start the rotated child; keeping the old one");
+                tracing::warn!(user_id = %slot.user_id, error = %e, "could not follow the user's credential; keeping the child");
             }
         }
     }
 
-    /// Runs the reaper and the rotation sweeps until `shutdown`.
+    /// Acts on a change this instance made to a credential (a sign-in, a
+    /// refresh on a request's behalf, a death) at once, without waiting for
+    /// the sweep.
+    async fn on_credential_change(&self, change: CredentialChange) {
+        let user_id = match &change {
+            CredentialChange::Renewed { user_id, .. } | CredentialChange::Dead { user_id } => {
+                user_id.clone()
+            }
+        };
+        let Some(slot) = self.inner.users.lock().get(&user_id).cloned() else {
+            return;
+        };
+        let _gate = slot.gate.lock().await;
+        match change {
+            CredentialChange::Renewed { credential, .. } => {
+                self.replace_with(&slot, credential).await;
+            }
+            CredentialChange::Dead { .. } => self.stop_for_dead_credential(&slot).await,
+        }
+    }
+
+    /// Runs the reaper and the credential sweeps, and follows this instance's
+    /// credential changes, until `shutdown`.
     pub(crate) async fn run_background(self, shutdown: CancellationToken) {
         let mut reap = tokio::time::interval(self.inner.settings.reap_interval);
-        let mut rotate = tokio::time::interval(self.inner.settings.rotate_interval);
+        let mut follow = tokio::time::interval(self.inner.settings.rotate_interval);
         reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        rotate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changes = self.inner.credentials.changes();
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = reap.tick() => self.reap_idle().await,
-                _ = rotate.tick() => self.rotate_due().await,
+                _ = follow.tick() => self.follow_credentials().await,
+                change = changes.recv() => match change {
+                    Ok(change) => {
+                        let pool = self.clone();
+                        self.inner.tasks.spawn(async move { pool.on_credential_change(change).await });
+                    }
+                    // Missed changes are caught by the next sweep.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
             }
         }
     }
@@ -695,6 +701,7 @@ impl Pool {
         let mut stopping = Vec::new();
         for slot in slots {
             if let Some(live) = slot.current.lock().take() {
+                metrics().child_stopped(StopReason::Shutdown);
                 stopping.push(
                     self.inner
                         .tasks
@@ -716,11 +723,6 @@ impl Pool {
             );
         }
     }
-}
-
-fn unavailable(e: StoreError) -> PoolError {
-    tracing::error!(error = %e, "child pool: store failed");
-    PoolError::Unavailable("the broker's store is unavailable".into())
 }
 
 /// User ids are Forgejo's numeric ids; anything else is made path-safe.

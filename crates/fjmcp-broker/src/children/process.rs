@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use rustix::process::{Pid, Signal, kill_process_group};
+use secrecy::ExposeSecret;
 use tokio::process::{ChildStderr, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +61,9 @@ pub(crate) fn command(spec: &ChildSpec) -> io::Result<Command> {
     command
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        // The one place a child's secret leaves its secrecy type: into the
+        // environment of the process being created.
+        .envs(spec.secret_env.iter().map(|(k, v)| (k, v.expose_secret())))
         .env("HOME", spec.work_dir.join(HOME_DIR))
         .env("TMPDIR", spec.work_dir.join(TMP_DIR))
         .current_dir(&spec.work_dir)

@@ -145,7 +145,10 @@ impl Layers {
             let text = match (&value, setting.key) {
                 (toml::Value::String(s), _) => s.clone(),
                 (toml::Value::Integer(i), _) => i.to_string(),
-                (toml::Value::Array(items), "child_command" | "child_env") => {
+                (
+                    toml::Value::Array(items),
+                    "child_command" | "child_env" | "sealing_previous_key_files",
+                ) => {
                     let words: Option<Vec<&str>> = items.iter().map(|v| v.as_str()).collect();
                     match words {
                         Some(words) if setting.key == "child_command" => shell_words::join(words),
@@ -175,12 +178,17 @@ impl Layers {
 /// The broker's public base URL: issuer of its tokens and base of every URL it
 /// hands out. Stored without a trailing slash, exactly as the issuer is compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl(String);
+pub struct PublicUrl(String, Url);
 
 impl PublicUrl {
     /// Parses and checks a public URL (see [`parse_public_url`]).
     pub fn parse(text: &str) -> Result<PublicUrl, String> {
         parse_public_url(text)
+    }
+
+    /// The URL, parsed (checked once, at start).
+    pub fn url(&self) -> &Url {
+        &self.1
     }
 
     /// The URL as a string, e.g. `https://mcp.example.com`.
@@ -237,6 +245,10 @@ pub struct SealingKeyFile {
     pub path: PathBuf,
     /// True when the broker may create the file on first start (SQLite default only).
     pub generate_if_missing: bool,
+    /// Retired key files whose values the broker can still open (never seals
+    /// with), while `admin seal-key rotate` re-seals everything under the
+    /// current key.
+    pub previous: Vec<PathBuf>,
 }
 
 /// The broker's own registration at Forgejo.
@@ -290,6 +302,8 @@ pub struct ChildSettings {
     pub rotate_interval: Duration,
     /// Refresh a live child's Forgejo token this long before it expires.
     pub refresh_lead: Duration,
+    /// Check a live child's Forgejo token against Forgejo at most this often.
+    pub forgejo_check_interval: Duration,
     /// Most children alive at once (one per user).
     pub max_children: usize,
     /// Most requests in flight on one child.
@@ -365,6 +379,8 @@ pub struct HttpSettings {
 pub struct Config {
     pub public_url: PublicUrl,
     pub listen: Listen,
+    /// Where `/metrics` is served; `None`: not at all (never on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
     pub store: StoreLocation,
     pub sealing_key: SealingKeyFile,
     pub forgejo: ForgejoSettings,
@@ -463,6 +479,11 @@ impl Validator<'_> {
                 .map(Listen::Address)
                 .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:8080 (or `stdin`)")),
         });
+        let metrics_listen = self.optional(METRICS_LISTEN, |s| {
+            s.trim()
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("`{s}` is not an address like 127.0.0.1:9090"))
+        });
         let store = self.parse(STORE, parse_store);
         let forgejo_url = self.required(FORGEJO_URL, parse_forgejo_url);
         let client_id = self.required(FORGEJO_CLIENT_ID, |s| non_empty(s).map(str::to_string));
@@ -477,6 +498,7 @@ impl Validator<'_> {
         let reap_interval = self.parse(REAP_INTERVAL, positive_duration);
         let rotate_interval = self.parse(ROTATE_INTERVAL, positive_duration);
         let refresh_lead = self.parse(REFRESH_LEAD, parse_duration);
+        let forgejo_check_interval = self.parse(FORGEJO_CHECK_INTERVAL, positive_duration);
         let max_children = self.parse(MAX_CHILDREN, positive_count);
         let max_in_flight = self.parse(MAX_IN_FLIGHT_PER_CHILD, positive_count);
         let limit_as = self
@@ -556,6 +578,7 @@ impl Validator<'_> {
         Some(Config {
             public_url: public_url?,
             listen: listen?,
+            metrics_listen: metrics_listen?,
             store: store?,
             sealing_key: sealing_key?,
             forgejo: ForgejoSettings {
@@ -592,6 +615,7 @@ impl Validator<'_> {
                 reap_interval: reap_interval?,
                 rotate_interval: rotate_interval?,
                 refresh_lead: refresh_lead?,
+                forgejo_check_interval: forgejo_check_interval?,
                 max_children: max_children?,
                 max_in_flight_per_child: max_in_flight?,
                 limit_address_space_bytes: limit_as?,
@@ -685,10 +709,12 @@ impl Validator<'_> {
             (Some(path), _) => SealingKeyFile {
                 path,
                 generate_if_missing: false,
+                previous: Vec::new(),
             },
             (None, StoreLocation::Sqlite(db)) => SealingKeyFile {
                 path: default_key_path(db),
                 generate_if_missing: true,
+                previous: Vec::new(),
             },
             (None, StoreLocation::Postgres(_)) => {
                 if self.layers.get(settings::SEALING_KEY_FILE).is_none() {
@@ -709,7 +735,23 @@ impl Validator<'_> {
             self.problems.push(e.to_string());
             return None;
         }
-        Some(key_file)
+        // Retired keys must be readable now too: a rotation relies on them.
+        let previous = self.optional(settings::SEALING_PREVIOUS_KEY_FILES, |s| {
+            let paths: Vec<PathBuf> = comma_list(s).into_iter().map(PathBuf::from).collect();
+            let problems: Vec<String> = paths
+                .iter()
+                .filter_map(|path| SealingKey::load(path).err().map(|e| e.to_string()))
+                .collect();
+            if problems.is_empty() {
+                Ok(paths)
+            } else {
+                Err(problems.join("; "))
+            }
+        })?;
+        Some(SealingKeyFile {
+            previous: previous.unwrap_or_default(),
+            ..key_file
+        })
     }
 }
 
@@ -820,7 +862,7 @@ fn parse_public_url(s: &str) -> Result<PublicUrl, String> {
         ));
     }
     let text = url.as_str().trim_end_matches('/').to_string();
-    Ok(PublicUrl(text))
+    Ok(PublicUrl(text, url))
 }
 
 fn parse_forgejo_url(s: &str) -> Result<String, String> {

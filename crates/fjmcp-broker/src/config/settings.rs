@@ -36,12 +36,19 @@ const fn secret(key: &'static str, flag: &'static str, env: &'static str) -> Set
 
 pub(crate) const PUBLIC_URL: Setting = setting("public_url", "--public-url", "FJMCP_PUBLIC_URL");
 pub(crate) const LISTEN: Setting = setting("listen", "--listen", "FJMCP_LISTEN");
+pub(crate) const METRICS_LISTEN: Setting =
+    setting("metrics_listen", "--metrics-listen", "FJMCP_METRICS_LISTEN");
 // The store URL can carry a PostgreSQL password.
 pub(crate) const STORE: Setting = secret("store", "--store", "FJMCP_STORE");
 pub(crate) const SEALING_KEY_FILE: Setting = setting(
     "sealing_key_file",
     "--sealing-key-file",
     "FJMCP_SEALING_KEY_FILE",
+);
+pub(crate) const SEALING_PREVIOUS_KEY_FILES: Setting = setting(
+    "sealing_previous_key_files",
+    "--sealing-previous-key-files",
+    "FJMCP_SEALING_PREVIOUS_KEY_FILES",
 );
 pub(crate) const FORGEJO_URL: Setting =
     setting("forgejo_url", "--forgejo-url", "FJMCP_FORGEJO_URL");
@@ -124,6 +131,11 @@ pub(crate) const ROTATE_INTERVAL: Setting = setting(
 );
 pub(crate) const REFRESH_LEAD: Setting =
     setting("refresh_lead", "--refresh-lead", "FJMCP_REFRESH_LEAD");
+pub(crate) const FORGEJO_CHECK_INTERVAL: Setting = setting(
+    "forgejo_check_interval",
+    "--forgejo-check-interval",
+    "FJMCP_FORGEJO_CHECK_INTERVAL",
+);
 pub(crate) const MAX_CHILDREN: Setting =
     setting("max_children", "--max-children", "FJMCP_MAX_CHILDREN");
 pub(crate) const MAX_IN_FLIGHT_PER_CHILD: Setting = setting(
@@ -234,8 +246,10 @@ pub(crate) const CONFIG_FILE_ENV: &str = "FJMCP_CONFIG";
 pub(crate) const ALL: &[Setting] = &[
     PUBLIC_URL,
     LISTEN,
+    METRICS_LISTEN,
     STORE,
     SEALING_KEY_FILE,
+    SEALING_PREVIOUS_KEY_FILES,
     FORGEJO_URL,
     FORGEJO_CLIENT_ID,
     FORGEJO_CLIENT_SECRET,
@@ -254,6 +268,7 @@ pub(crate) const ALL: &[Setting] = &[
     REAP_INTERVAL,
     ROTATE_INTERVAL,
     REFRESH_LEAD,
+    FORGEJO_CHECK_INTERVAL,
     MAX_CHILDREN,
     MAX_IN_FLIGHT_PER_CHILD,
     CHILD_LIMIT_ADDRESS_SPACE,
@@ -306,6 +321,7 @@ pub(crate) fn default_for(setting: Setting) -> Option<&'static str> {
         "reap_interval" => "30s",
         "rotate_interval" => "1m",
         "refresh_lead" => "5m",
+        "forgejo_check_interval" => "5m",
         "max_children" => "200",
         "max_in_flight_per_child" => "32",
         "session_idle_timeout" => "24h",

@@ -305,6 +305,61 @@ fn an_open_or_malformed_key_file_is_reported_with_the_other_problems() {
 }
 
 #[test]
+fn previous_sealing_keys_are_listed_and_each_must_be_usable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.key");
+    SealingKey::generate(&old).unwrap();
+    let older = dir.path().join("older.key");
+    SealingKey::generate(&older).unwrap();
+    let mut e = required_env(dir.path());
+    e.insert(
+        "FJMCP_SEALING_PREVIOUS_KEY_FILES".into(),
+        format!("{}, {}", old.display(), older.display()),
+    );
+    let (config, _) = load(&[], None, &e).unwrap();
+    assert_eq!(
+        config.sealing_key.previous,
+        vec![old.clone(), older.clone()]
+    );
+
+    // A TOML list works too.
+    let file = dir.path().join("broker.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "sealing_previous_key_files = [{:?}]\n",
+            old.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (config, _) = load(&[], Some(&file), &required_env(dir.path())).unwrap();
+    assert_eq!(config.sealing_key.previous, vec![old]);
+
+    // Unset: none.
+    let (config, _) = load(&[], None, &required_env(dir.path())).unwrap();
+    assert!(config.sealing_key.previous.is_empty());
+
+    // A missing or open file is a configuration problem, named.
+    std::fs::set_permissions(&older, std::fs::Permissions::from_mode(0o644)).unwrap();
+    e.insert(
+        "FJMCP_SEALING_PREVIOUS_KEY_FILES".into(),
+        format!(
+            "{},{}",
+            dir.path().join("gone.key").display(),
+            older.display()
+        ),
+    );
+    let p = problems(load(&[], None, &e));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("sealing_previous_key_files"), "{p:?}");
+    assert!(
+        p[0].contains("gone.key") && p[0].contains("chmod 600"),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn client_secret_from_file_and_conflicts() {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("secret");

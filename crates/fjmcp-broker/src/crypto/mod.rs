@@ -11,4 +11,6 @@ mod tokens;
 
 pub use pkce::{pkce_pair, s256_challenge, verifier_is_well_formed};
 pub use sealing::{KeyError, OpenError, SealContext, Sealer, SealingKey};
-pub use tokens::{SecretHash, constant_time_eq, hash_secret, mint_secret, random_id};
+pub use tokens::{
+    SecretHash, constant_time_eq, csrf_token_for, hash_secret, mint_secret, random_id,
+};

@@ -177,7 +177,7 @@ impl SealContext {
 
 /// Why a sealed value did not open. Deliberately coarse: the caller treats
 /// every case as "this credential is unusable".
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum OpenError {
     #[error("sealed value is truncated or of an unknown format")]
     Malformed,
@@ -185,6 +185,12 @@ pub enum OpenError {
     UnknownKey(String),
     #[error("sealed value failed authentication (tampered, or sealed for another row)")]
     Inauthentic,
+}
+
+/// The key id a sealed value names, if it is of the known format.
+fn sealed_key_id(sealed: &[u8]) -> Option<&[u8]> {
+    (sealed.len() >= HEADER_LEN + TAG_LEN && sealed[0] == FORMAT_VERSION)
+        .then(|| &sealed[1..1 + KEY_ID_LEN])
 }
 
 /// Seals with the current key; opens with any key it holds.
@@ -203,11 +209,30 @@ impl Sealer {
         }
     }
 
-    /// Adds a retired key that can still open older values.
-    #[cfg(test)]
-    fn with_previous(mut self, key: SealingKey) -> Self {
-        self.previous.push(key);
+    /// Adds a retired key that can still open older values (while a key
+    /// rotation re-seals them, see `admin seal-key rotate`). A key equal to
+    /// the current one or already held is ignored.
+    pub fn with_previous(mut self, key: SealingKey) -> Self {
+        if key.id != self.current.id && !self.previous.iter().any(|k| k.id == key.id) {
+            self.previous.push(key);
+        }
         self
+    }
+
+    /// The id of the key new values are sealed with, hex encoded.
+    pub fn current_key_id(&self) -> String {
+        self.current.id_hex()
+    }
+
+    /// The ids of the retired keys this sealer can still open with.
+    pub fn previous_key_ids(&self) -> Vec<String> {
+        self.previous.iter().map(SealingKey::id_hex).collect()
+    }
+
+    /// Whether `sealed` was sealed with the current key (a malformed value is
+    /// not: re-sealing it then fails with [`OpenError::Malformed`]).
+    pub(crate) fn is_current(&self, sealed: &[u8]) -> bool {
+        sealed_key_id(sealed) == Some(&self.current.id[..])
     }
 
     /// Encrypts `plaintext` for the place `context` names.
@@ -235,10 +260,9 @@ impl Sealer {
 
     /// Decrypts a value sealed for the same `context`.
     pub(crate) fn open(&self, sealed: &[u8], context: &SealContext) -> Result<Vec<u8>, OpenError> {
-        if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != FORMAT_VERSION {
+        let Some(key_id) = sealed_key_id(sealed) else {
             return Err(OpenError::Malformed);
-        }
-        let key_id = &sealed[1..1 + KEY_ID_LEN];
+        };
         let key = std::iter::once(&self.current)
             .chain(&self.previous)
             .find(|k| k.id == key_id)
@@ -318,6 +342,27 @@ mod tests {
         assert_eq!(
             sealer(3).open(&sealed[..10], &ctx),
             Err(OpenError::Malformed)
+        );
+    }
+
+    #[test]
+    fn values_of_a_retired_key_are_told_apart_from_current_ones() {
+        let old = sealer(1);
+        let ctx = SealContext::new("users", "1", "access_token");
+        let sealed_old = old.seal(b"secret", &ctx);
+        let rotated = sealer(2)
+            .with_previous(SealingKey::from_bytes([1; 32]))
+            // The current key and a repeated one are not added twice.
+            .with_previous(SealingKey::from_bytes([2; 32]))
+            .with_previous(SealingKey::from_bytes([1; 32]));
+        assert_eq!(rotated.previous_key_ids(), vec![old.current_key_id()]);
+        assert!(!rotated.is_current(&sealed_old));
+        assert!(old.is_current(&sealed_old));
+        let resealed = rotated.seal(&rotated.open(&sealed_old, &ctx).unwrap(), &ctx);
+        assert!(rotated.is_current(&resealed));
+        assert!(
+            !rotated.is_current(&resealed[..10]),
+            "malformed is never current"
         );
     }
 

@@ -56,6 +56,18 @@ pub fn hash_secret(secret: &str) -> SecretHash {
     SecretHash(hex::encode(Sha256::digest(secret.as_bytes())))
 }
 
+/// The CSRF token of the forms of a browser session: derived from the
+/// session's secret (which only the browser's HttpOnly cookie holds), so it
+/// needs no storage and a page that cannot read the cookie cannot know it.
+/// A distinct label keeps it unrelated to the hash the store keeps.
+pub fn csrf_token_for(session_secret: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"fjmcp-broker form csrf v1\0")
+        .chain_update(session_secret.as_bytes())
+        .finalize();
+    URL_SAFE_NO_PAD.encode(digest)
+}
+
 /// Compares two byte strings in time independent of where they differ
 /// (client secrets, CSRF tokens, PKCE verifiers' digests).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -74,6 +86,15 @@ mod tests {
         assert!(a.starts_with("fjat_"));
         assert_eq!(a.len(), "fjat_".len() + 43);
         assert!(a.bytes().all(|c| (0x21..=0x7e).contains(&c)));
+    }
+
+    #[test]
+    fn csrf_tokens_are_per_session_and_not_the_stored_hash() {
+        let a = csrf_token_for("session-a");
+        assert_eq!(a, csrf_token_for("session-a"));
+        assert_ne!(a, csrf_token_for("session-b"));
+        assert_ne!(a, hash_secret("session-a").as_str());
+        assert_eq!(a.len(), 43);
     }
 
     #[test]

@@ -340,6 +340,23 @@ impl ForgejoClient {
         wire::userinfo_outcome(status, &body)
     }
 
+    /// Whether Forgejo's API accepts `access_token`: `GET /api/v1/user` with it,
+    /// which is also how `forgejo-mcp` checks its token at start. A refusal
+    /// (401) is [`ForgejoError::Refused`]; an unreachable or failing Forgejo is
+    /// [`ForgejoError::Transient`].
+    pub async fn check_token(&self, access_token: &SecretString) -> Result<(), ForgejoError> {
+        let url = format!("{}/api/v1/user", self.inner.settings.base_url);
+        let authorization = sensitive_header(&format!("Bearer {}", access_token.expose_secret()))?;
+        let request = self
+            .inner
+            .http
+            .get(url)
+            .header(AUTHORIZATION, authorization)
+            .header(ACCEPT, "application/json");
+        let (status, _) = self.call(Call::ApiUser, request, true).await?;
+        wire::api_user_outcome(status)
+    }
+
     /// Sends a request and reads its answer, capped at [`MAX_RESPONSE_BYTES`].
     /// Bodies of answers that are failures whatever they say (server errors,
     /// and a 401 when `skip_401_body`) are not read at all.

@@ -19,6 +19,7 @@ pub(super) enum Call {
     Discovery,
     Token,
     Userinfo,
+    ApiUser,
 }
 
 impl Call {
@@ -27,6 +28,7 @@ impl Call {
             Call::Discovery => "discovery",
             Call::Token => "token",
             Call::Userinfo => "userinfo",
+            Call::ApiUser => "API user",
         }
     }
 }
@@ -319,6 +321,24 @@ fn token_success(body: &[u8], secrets: &[&str]) -> Result<TokenResponse, Forgejo
         refresh_token,
         expires_in,
     })
+}
+
+/// Interprets `GET /api/v1/user`'s answer to a token check: 200 means Forgejo
+/// accepts the token for its API; 401 (and 403, which Forgejo answers for a
+/// token without the scope) is a refusal reported as `invalid_token`, as for
+/// userinfo.
+pub(super) fn api_user_outcome(status: StatusCode) -> Result<(), ForgejoError> {
+    if is_transient_status(status) {
+        return Err(transient_status(Call::ApiUser, status));
+    }
+    match status {
+        StatusCode::OK => Ok(()),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(ForgejoError::Refused {
+            error: "invalid_token".to_owned(),
+            description: Some(format!("the API answered {status} to the access token")),
+        }),
+        other => Err(unexpected_status(Call::ApiUser, other)),
+    }
 }
 
 /// Interprets userinfo's answer. A 401 means Forgejo does not accept the access

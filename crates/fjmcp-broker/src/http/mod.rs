@@ -3,19 +3,21 @@
 //! anonymous OAuth endpoints and the health endpoints.
 //!
 //! Every path the broker serves is listed in [`router`]; the handlers live in
-//! `oauth` and `mcp`, each with its own state (see [`AppState`]), and each
+//! `oauth`, `mcp` and `account`, each with its own state (see [`AppState`]), and each
 //! turns its own errors into responses. This module gives a JSON body to the
 //! errors the framework makes itself (unknown path, wrong method, body too
 //! large, timeout).
 
 mod errors;
 mod health;
+mod metrics;
 mod rate_limit;
 mod request_id;
 mod screen;
 mod serve;
 mod state;
 
+pub(crate) use metrics::metrics_router;
 pub(crate) use rate_limit::RateLimits;
 pub use serve::serve;
 pub use state::AppState;
@@ -31,7 +33,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
-use crate::{mcp, oauth};
+use crate::{account, mcp, oauth};
 use rate_limit::Endpoint;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -89,13 +91,19 @@ pub fn router(state: AppState) -> Router {
             "/oauth/authorize",
             get(oauth::authorize).route_layer(limited(Endpoint::Authorize)),
         )
-        .route("/oauth/callback", get(oauth::callback))
+        // Forgejo's one redirect URI: account sign-ins and authorizations alike
+        // come back here; `account` routes each by its state.
+        .route("/oauth/callback", get(account::callback))
         .route("/oauth/consent", post(oauth::consent))
         .route(
             "/oauth/token",
             post(oauth::token).route_layer(limited(Endpoint::Token)),
         )
         .route("/oauth/revoke", post(oauth::revoke))
+        .route("/account", get(account::page))
+        .route("/account/revoke", post(account::revoke))
+        .route("/account/revoke-all", post(account::revoke_all))
+        .route("/account/sign-out", post(account::sign_out))
         .fallback(errors::not_found)
         .with_state(state.clone())
         .layer(
@@ -108,7 +116,7 @@ pub fn router(state: AppState) -> Router {
                     header::PROXY_AUTHORIZATION,
                 ]))
                 // Before tracing, so the span carries the id; a client-sent id is kept.
-                .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::Random))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, request_id::Sequential))
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(request_id::span)
@@ -116,6 +124,9 @@ pub fn router(state: AppState) -> Router {
                         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Inside tracing and outside the error bodies: every response is
+                // counted with the status the client got.
+                .layer(axum::middleware::from_fn(metrics::record))
                 // Outside the timeout and body limit, so the bare errors they produce get
                 // a JSON body (and inside tracing, so those responses are logged too).
                 .layer(axum::middleware::map_response(errors::json_error_bodies))

@@ -1,15 +1,26 @@
 //! Request ids (`x-request-id`) and the per-request tracing span.
 
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use http::Request;
 use tower_http::request_id::{MakeRequestId, RequestId};
 
-/// Makes a random request id when the client sent none.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Random;
+/// Makes a request id when the client sent none: a random prefix chosen once
+/// per process and a counter, unique across instances and restarts without a
+/// call into the operating system's random source per request (ids are for
+/// finding log lines, not secrets).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sequential;
 
-impl MakeRequestId for Random {
+/// This process's prefix.
+static PREFIX: LazyLock<String> = LazyLock::new(|| crate::crypto::random_id()[..12].to_string());
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+impl MakeRequestId for Sequential {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        let id = crate::crypto::random_id();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}-{n:x}", *PREFIX);
         http::HeaderValue::from_str(&id).ok().map(RequestId::new)
     }
 }

@@ -52,9 +52,8 @@ pub(crate) async fn screen_host(
     if NOT_HOST_SCREENED.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let public = Url::parse(config.public_url.as_str()).expect("validated public URL");
     let host = host_of(request.headers(), request.uri());
-    if host_allowed(&host, &public, &config.mcp.allowed_hosts) {
+    if host_allowed(&host, config.public_url.url(), &config.mcp.allowed_hosts) {
         return next.run(request).await;
     }
     tracing::warn!(host, "refused request: host not allowed");
@@ -87,19 +86,19 @@ enum Screened {
 
 /// Checks `Origin` (absent is fine: non-browser clients send none) and `Host`.
 fn screen(config: &Config, headers: &HeaderMap, uri: &Uri) -> Result<(), Screened> {
-    let public = Url::parse(config.public_url.as_str()).expect("validated public URL");
+    let public = config.public_url.url();
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("").trim_end_matches('/');
         let own = public.origin().ascii_serialization();
         let allowed = origin == own
             || config.mcp.allowed_origins.iter().any(|o| o == origin)
-            || (is_loopback_url(&public) && same_loopback_origin(origin, &public));
+            || (is_loopback_url(public) && same_loopback_origin(origin, public));
         if !allowed {
             return Err(Screened::Origin(origin.to_string()));
         }
     }
     let host = host_of(headers, uri);
-    if !host_allowed(&host, &public, &config.mcp.allowed_hosts) {
+    if !host_allowed(&host, public, &config.mcp.allowed_hosts) {
         return Err(Screened::Host(host));
     }
     Ok(())
@@ -124,6 +123,21 @@ fn same_loopback_origin(origin: &str, public: &Url) -> bool {
 }
 
 fn host_allowed(host: &str, public: &Url, extra: &[String]) -> bool {
+    // The common case, without parsing: the public URL's own host and port.
+    if let Some(own) = public.host_str()
+        && let Some(rest) = host.get(..own.len())
+        && rest.eq_ignore_ascii_case(own)
+    {
+        let port = &host[own.len()..];
+        let presented = match port.strip_prefix(':') {
+            Some(digits) => digits.parse::<u16>().ok(),
+            None if port.is_empty() => public.port_or_known_default(),
+            None => None,
+        };
+        if presented.is_some() && presented == public.port_or_known_default() {
+            return true;
+        }
+    }
     let host = host.to_ascii_lowercase();
     if extra.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
         return true;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use super::RateLimits;
+use crate::account::AccountState;
 use crate::config::Config;
 use crate::mcp::McpState;
 use crate::oauth::{BearerState, OAuthState};
@@ -21,6 +22,8 @@ pub struct AppState {
     pub(crate) bearer: BearerState,
     /// The `/mcp` handlers.
     pub(crate) mcp: McpState,
+    /// The "Connected apps" page (and the routing of Forgejo's callback).
+    pub(crate) account: AccountState,
     /// Readiness asks the store.
     pub(crate) store: Store,
     /// Screening and limits.

@@ -101,6 +101,7 @@ async fn post(state: &McpState, principal: &Principal, headers: &HeaderMap, body
     let view = RequestHeaders::from_map(headers);
     let incoming = parse_body(body).for_request(&None)?;
     let route = classify(&incoming, &view).for_request(&None)?;
+    record(route, &incoming);
     let accepts = Accepts::of(headers);
     match (route, incoming) {
         (Route::Modern, Incoming::Request(request)) => {
@@ -110,6 +111,53 @@ async fn post(state: &McpState, principal: &Principal, headers: &HeaderMap, body
         (Route::Legacy(reason), incoming) => {
             legacy(state, principal, &view, reason, incoming, accepts).await
         }
+    }
+}
+
+/// Admits a session start (`initialize`, `server/discover`) after checking the
+/// user's Forgejo token: a user who revoked the broker in Forgejo is sent to
+/// sign in now, not served by a live child holding a token that no longer works.
+async fn start_session(
+    state: &McpState,
+    principal: &Principal,
+    id: &Option<Value>,
+) -> Result<Lease, Refused> {
+    state
+        .credentials
+        .check_session_start(&principal.user_id)
+        .await
+        .for_request(id)?;
+    state.pool.admit(&principal.user_id).await.for_request(id)
+}
+
+/// Counts the message by era and method class (fixed label values).
+fn record(route: Route, incoming: &Incoming) {
+    let era = match route {
+        Route::Modern => "2026-07-28",
+        Route::Legacy(_) => "2025",
+    };
+    let class = match incoming {
+        Incoming::Request(request) => method_class(&request.method),
+        Incoming::Notification(_) => "notification",
+        Incoming::Response(_) => "response",
+        Incoming::Batch(_) => "batch",
+    };
+    crate::metrics::metrics().mcp_request(era, class);
+}
+
+fn method_class(method: &str) -> &'static str {
+    match method.split('/').next().unwrap_or("") {
+        "initialize" => "initialize",
+        "tools" => "tools",
+        "resources" => "resources",
+        "prompts" => "prompts",
+        "completion" => "completion",
+        "server" => "discover",
+        "subscriptions" => "listen",
+        "ping" => "ping",
+        "logging" => "logging",
+        "tasks" => "tasks",
+        _ => "other",
     }
 }
 
@@ -129,11 +177,16 @@ async fn modern(
 ) -> Answer {
     let id = Some(request.id.clone());
     let valid = validate_modern(&request, view).for_request(&id)?;
-    let lease = state
-        .pool
-        .admit(&principal.user_id)
-        .await
-        .for_request(&id)?;
+    let lease = if valid.action == ModernAction::Discover {
+        // A stateless client's session start.
+        start_session(state, principal, &id).await?
+    } else {
+        state
+            .pool
+            .admit(&principal.user_id)
+            .await
+            .for_request(&id)?
+    };
     let server_info = server_info_of(&lease);
     match valid.action {
         ModernAction::Discover => Ok(json_response(
@@ -302,10 +355,9 @@ async fn session_of(
         return Err(legacy_error(LegacyProblem::MissingSession, None).into());
     };
     let hash = hash_secret(&session);
-    let idle = seconds(state.config.mcp.session_idle_timeout);
-    match state.store.touch_session(&hash, idle).await {
+    match state.sessions.touch(&hash).await {
         // A session of another grant is not this caller's: as if it did not exist.
-        Ok(Some(record)) if record.grant_id == principal.grant_id => Ok(hash),
+        Ok(Some(grant_id)) if grant_id == principal.grant_id => Ok(hash),
         Ok(_) => Err(legacy_error(LegacyProblem::UnknownSession, None).into()),
         Err(e) => Err(McpError::store(&e)),
     }
@@ -393,11 +445,7 @@ async fn initialize(
     accepts: Accepts,
 ) -> Answer {
     let id = Some(request.id.clone());
-    let lease = state
-        .pool
-        .admit(&principal.user_id)
-        .await
-        .for_request(&id)?;
+    let lease = start_session(state, principal, &id).await?;
     let requested = request
         .message
         .pointer("/params/protocolVersion")
@@ -406,14 +454,16 @@ async fn initialize(
     let result = legacy_initialize_result(lease.initialize_result(), negotiated);
     drop(lease);
     let session = mint_secret(SESSION_PREFIX);
+    let hash = hash_secret(&session);
     let idle = seconds(state.config.mcp.session_idle_timeout);
     // Counting and creating are one step in the store: concurrent initializes
     // cannot overshoot the cap.
     let cap = i64::try_from(state.config.mcp.max_sessions_per_user).unwrap_or(i64::MAX);
+    let epoch = state.sessions.epoch();
     let created = state
         .store
         .create_session_capped(
-            &hash_secret(&session),
+            &hash,
             &principal.grant_id,
             &principal.user_id,
             negotiated,
@@ -430,6 +480,9 @@ async fn initialize(
         })
         .for_request(&id);
     }
+    state
+        .sessions
+        .created(&hash, principal.grant_id.clone(), epoch);
     let body = result_response(request.id, result);
     let mut response = if accepts.stream(false) {
         sse::respond(&state.tasks, move |out| async move {
@@ -503,6 +556,7 @@ async fn delete(state: &McpState, principal: &Principal, headers: &HeaderMap) ->
         .await
         .map_err(|e| McpError::store(&e))
         .for_request(&None)?;
+    state.sessions.forget(&hash);
     if !deleted {
         return Err(legacy_error(LegacyProblem::UnknownSession, None)).for_request(&None);
     }

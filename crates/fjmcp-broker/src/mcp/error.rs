@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::wire::{WireError, codes, error_response};
 use crate::children::{CallError, PoolError};
 use crate::config::PublicUrl;
+use crate::credentials::CredentialError;
 use crate::oauth::bearer;
 
 /// A failure on `/mcp`.
@@ -121,11 +122,20 @@ impl From<PoolError> for McpError {
                     retry_after,
                 }
             }
-            PoolError::Unavailable(message) => McpError::Unavailable {
-                message,
-                retry_after: STORE_RETRY_AFTER,
+            PoolError::Unavailable {
+                reason,
+                retry_after,
+            } => McpError::Unavailable {
+                message: reason,
+                retry_after,
             },
         }
+    }
+}
+
+impl From<CredentialError> for McpError {
+    fn from(error: CredentialError) -> McpError {
+        McpError::from(PoolError::from(error))
     }
 }
 

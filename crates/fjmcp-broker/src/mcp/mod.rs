@@ -39,6 +39,7 @@ mod era;
 mod error;
 mod headers;
 mod modern;
+mod sessions;
 mod sse;
 mod state;
 mod streams;

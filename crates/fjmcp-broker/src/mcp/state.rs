@@ -5,8 +5,11 @@ use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
 use super::cancellations::Cancellations;
+use super::sessions::Sessions;
 use crate::children::Pool;
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::store::Store;
 
 /// What the `/mcp` handlers need.
@@ -17,6 +20,10 @@ pub(crate) struct McpState {
     pub(crate) store: Store,
     /// One stdio child per Forgejo user.
     pub(crate) pool: Pool,
+    /// 2025-era session bindings in memory, last uses written behind.
+    pub(crate) sessions: Sessions,
+    /// Checks the user's Forgejo token at every session start.
+    pub(crate) credentials: Credentials,
     /// In-flight 2025-era requests a client may cancel, and open streams.
     pub(crate) cancellations: Cancellations,
     /// Owns every stream's producer task, so shutdown waits for them.
@@ -24,11 +31,20 @@ pub(crate) struct McpState {
 }
 
 impl McpState {
-    pub(crate) fn new(config: Arc<Config>, store: Store, pool: Pool, tasks: TaskTracker) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        pool: Pool,
+        credentials: Credentials,
+        tasks: TaskTracker,
+    ) -> Self {
         McpState {
+            sessions: Sessions::new(store.clone(), clock, config.mcp.session_idle_timeout),
             config,
             store,
             pool,
+            credentials,
             cancellations: Cancellations::default(),
             tasks,
         }

@@ -3,6 +3,8 @@
 //! list changes, send keep-alives, and end when the client hangs up, the
 //! broker shuts down, the session is deleted, or what they are bound to ends.
 
+use std::sync::Arc;
+
 use axum::response::Response;
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -30,8 +32,11 @@ pub(crate) struct Stream {
 /// so a revoked grant or an ended session (on any instance) closes the stream.
 #[derive(Debug)]
 pub(crate) enum Binding {
-    Grant(String),
-    Session { hash: SecretHash, grant_id: String },
+    Grant(Arc<str>),
+    Session {
+        hash: SecretHash,
+        grant_id: Arc<str>,
+    },
 }
 
 impl Binding {

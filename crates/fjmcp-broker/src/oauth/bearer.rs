@@ -16,6 +16,8 @@ use http::{HeaderValue, header};
 use super::errors::OAuthError;
 use super::metadata::MCP_SCOPE;
 use super::resource::is_mcp_resource;
+use super::verified::VerifiedTokens;
+use crate::clock::Clock;
 use crate::config::{Config, PublicUrl};
 use crate::crypto::hash_secret;
 use crate::store::Store;
@@ -25,15 +27,19 @@ use crate::store::Store;
 pub(crate) struct BearerState {
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Tokens verified recently, trusted until the revocation epoch moves.
+    pub(crate) verified: Arc<VerifiedTokens>,
 }
 
-/// The authenticated caller, placed in the request's extensions.
+/// The authenticated caller, placed in the request's extensions. Cheap to
+/// clone: it is copied out of the token cache on every request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Principal {
-    pub grant_id: String,
-    pub client_id: String,
+    pub(crate) grant_id: Arc<str>,
+    pub(crate) client_id: Arc<str>,
     /// The Forgejo user (their numeric id as text): the key of their child.
-    pub user_id: String,
+    pub(crate) user_id: Arc<str>,
 }
 
 /// Why a request was refused, as the `WWW-Authenticate` challenge says.
@@ -89,9 +95,17 @@ async fn authenticate(
             "expected Authorization: Bearer <token>",
         ));
     };
+    let hash = hash_secret(token);
+    let now = state.clock.now();
+    // Read before the store is asked, so a revocation committed meanwhile
+    // leaves no trusted entry behind.
+    let epoch = state.store.epoch();
+    if let Some(principal) = state.verified.get(&hash, now, epoch) {
+        return Ok(principal);
+    }
     let found = state
         .store
-        .authenticate_access_token(&hash_secret(token))
+        .authenticate_access_token(&hash)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "bearer check: store failed");
@@ -107,11 +121,15 @@ async fn authenticate(
             "the access token was issued for another resource",
         ));
     }
-    Ok(Principal {
-        grant_id: grant.grant_id,
-        client_id: grant.client_id,
-        user_id: grant.user_id,
-    })
+    let principal = Principal {
+        grant_id: grant.grant_id.into(),
+        client_id: grant.client_id.into(),
+        user_id: grant.user_id.into(),
+    };
+    state
+        .verified
+        .insert(&hash, principal.clone(), grant.expires_at, epoch, now);
+    Ok(principal)
 }
 
 fn refuse(public_url: &PublicUrl, refusal: Refusal) -> Response {

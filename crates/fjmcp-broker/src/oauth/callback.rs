@@ -104,25 +104,39 @@ async fn complete(
         tracing::error!(error = %e, "callback: store failed");
         reply.error("server_error", "the broker could not record the sign-in")
     };
-    state
+    let approved = state
         .store
-        .save_upstream_credential(&identity, &credential)
+        .consent(&identity.id, &request.client_id)
         .await
         .map_err(server_error)?;
+    // A user with a working credential has it replaced now, whatever they
+    // decide about this client: Forgejo has just made its refresh token
+    // unusable. Anyone else gets nothing stored unless they approve: the
+    // sign-in's tokens wait with the pending authorization.
+    let has_credential = matches!(
+        state
+            .store
+            .credential_generation(&identity.id)
+            .await
+            .map_err(server_error)?,
+        Some((_, false))
+    );
+    let stored = has_credential || approved.is_some();
+    if stored {
+        state
+            .credentials
+            .save_sign_in(&identity, &credential)
+            .await
+            .map_err(server_error)?;
+    }
     state
         .store
         .append_audit(&AuditEvent {
             kind: "user.login".into(),
             user_id: Some(identity.id.clone()),
             client_id: Some(request.client_id.clone()),
-            detail: serde_json::json!({ "login": identity.login }),
+            detail: serde_json::json!({ "login": identity.login, "credential_stored": stored }),
         })
-        .await
-        .map_err(server_error)?;
-
-    let approved = state
-        .store
-        .consent(&identity.id, &request.client_id)
         .await
         .map_err(server_error)?;
     // A code for a loopback or private-use redirect goes to whichever local program
@@ -149,7 +163,8 @@ async fn complete(
         .store
         .await_consent(
             &request.state_hash,
-            &identity.id,
+            &identity,
+            (!stored).then_some(&credential),
             &hash_secret(&ticket),
             &hash_secret(&csrf),
         )

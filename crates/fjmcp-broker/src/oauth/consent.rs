@@ -133,6 +133,11 @@ pub(crate) async fn decide(
     let mut response = match decision {
         "approve" => {
             let recorded = async {
+                // A sign-in without a stored credential brought it here: it is
+                // the user's credential now that they approve.
+                if let Some((identity, credential)) = &pending.held {
+                    state.credentials.save_sign_in(identity, credential).await?;
+                }
                 state
                     .store
                     .record_consent(&user_id, &client_id, &pending.request.scopes)
@@ -159,6 +164,7 @@ pub(crate) async fn decide(
             }
         }
         _ => {
+            crate::metrics::metrics().oauth_event(crate::metrics::OAuthEvent::ConsentDenied);
             if let Err(e) = state
                 .store
                 .append_audit(&AuditEvent {

@@ -18,7 +18,7 @@ mod clients;
 mod consent;
 mod errors;
 mod metadata;
-mod pages;
+pub(crate) mod pages;
 mod params;
 mod redirect_uri;
 mod register;
@@ -28,6 +28,7 @@ mod response;
 mod revoke;
 pub mod sweeper;
 mod token;
+mod verified;
 
 use std::sync::Arc;
 
@@ -36,12 +37,14 @@ pub(crate) use bearer::{BearerState, Principal};
 pub(crate) use callback::callback;
 pub(crate) use consent::decide as consent;
 pub(crate) use metadata::{authorization_server_handler, protected_resource_handler};
+pub(crate) use redirect_uri::shown_host;
 pub(crate) use register::register;
 pub(crate) use revoke::revoke;
 pub(crate) use token::token;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::credentials::Credentials;
 use crate::forgejo::ForgejoClient;
 use crate::store::Store;
 use client_metadata::MetadataFetcher;
@@ -57,4 +60,6 @@ pub(crate) struct OAuthState {
     pub(crate) forgejo: ForgejoClient,
     /// Fetches client ID metadata documents with SSRF protection.
     pub(crate) client_metadata: MetadataFetcher,
+    /// Where a sign-in's Forgejo credential is saved.
+    pub(crate) credentials: Credentials,
 }

@@ -21,14 +21,27 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222}\
-h1{font-size:1.4rem}.warn{background:#fff4e5;border:1px solid #f0b35a;padding:.6rem .8rem;border-radius:6px}\
+/// One stylesheet for every broker page (the account page's too): readable
+/// on a phone, light or dark as the browser prefers, nothing loaded from elsewhere.
+const STYLE: &str = ":root{color-scheme:light dark}\
+body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;color:#222;background:#fff;line-height:1.45}\
+h1{font-size:1.4rem}h2{font-size:1.1rem;margin:0 0 .4rem}a{color:#1a56c4}\
+.warn{background:#fff4e5;border:1px solid #f0b35a;padding:.6rem .8rem;border-radius:6px}\
+.notice{background:#e8f4ea;border:1px solid #7cb98a;padding:.6rem .8rem;border-radius:6px}\
 .box{border:1px solid #ddd;border-radius:8px;padding:1rem 1.2rem;margin:1rem 0}\
-button{font-size:1rem;padding:.5rem 1.2rem;margin-right:.6rem;border-radius:6px;border:1px solid #888;cursor:pointer}\
-button.primary{background:#2f6fde;color:#fff;border-color:#2f6fde}code{word-break:break-all}\
-.arm{animation:arm .8s}@keyframes arm{from,to{pointer-events:none;opacity:.45}}";
+.muted{color:#666;font-size:.9rem}dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem .8rem;margin:.4rem 0 .8rem}dt{font-weight:600;font-size:.9rem}dd{margin:0;min-width:0}\
+button{font-size:1rem;padding:.5rem 1.2rem;margin:.2rem .6rem .2rem 0;border-radius:6px;border:1px solid #888;cursor:pointer;background:#f4f4f4;color:#222}\
+button.primary{background:#2f6fde;color:#fff;border-color:#2f6fde}button.danger{background:#b3261e;color:#fff;border-color:#b3261e}\
+code{word-break:break-all}form{margin:0}\
+.arm{animation:arm .8s}@keyframes arm{from,to{pointer-events:none;opacity:.45}}\
+@media (prefers-color-scheme:dark){body{color:#e4e4e4;background:#15171c}a{color:#8ab4f8}\
+.warn{background:#3b2a0e;border-color:#a8741f}.notice{background:#183222;border-color:#3f8a55}\
+.box{border-color:#3c3f46}.muted{color:#a4a7ad}button{background:#2a2d34;color:#e4e4e4;border-color:#666}\
+button.primary{background:#2a63c9;border-color:#5a8ef0}button.danger{background:#b3261e;border-color:#e0645c}}";
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
+/// A complete page: the shared head and style around `body` (already HTML),
+/// with [`protect`]'s headers.
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -152,7 +165,8 @@ pub(crate) fn consent_page(view: &ConsentView<'_>) -> Response {
          <form method=\"post\" action=\"/oauth/consent\">\
          <input type=\"hidden\" name=\"ticket\" value=\"{ticket}\">\
          <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button>\
-         <button class=\"primary arm\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button></form>",
+         <button class=\"primary arm\" type=\"submit\" name=\"decision\" value=\"approve\">Approve</button></form>\
+         <p class=\"muted\">You can revoke this later at <a href=\"/account\">Connected apps</a> (/account on this broker).</p>",
         login = escape(view.user_login),
         forgejo = escape(view.forgejo_url),
         host = escape(view.redirect_host),

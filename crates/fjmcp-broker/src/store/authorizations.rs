@@ -12,6 +12,8 @@ use sqlx::any::AnyRow;
 use super::grants::{GrantRecord, NewGrant, insert_grant};
 use super::{Store, StoreError, column};
 use crate::crypto::{SealContext, SecretHash};
+use crate::metrics::{OAuthEvent, metrics};
+use crate::upstream::{UpstreamCredential, UserIdentity};
 
 /// What `/oauth/authorize` verified, kept until Forgejo calls back.
 #[derive(Debug, Clone)]
@@ -38,6 +40,9 @@ pub struct PendingAuthorization {
     pub request: NewPendingAuthorization,
     /// The Forgejo user, once the callback identified them.
     pub user_id: Option<String>,
+    /// The sign-in's identity and Forgejo tokens, when they are held here until
+    /// the user approves (they have no stored credential yet).
+    pub held: Option<(UserIdentity, UpstreamCredential)>,
     pub created_at: i64,
 }
 
@@ -113,6 +118,10 @@ fn verifier_context(state_hash: &SecretHash) -> SealContext {
     )
 }
 
+fn held_context(state_hash: &SecretHash, column: &str) -> SealContext {
+    SealContext::new("pending_authorizations", state_hash.as_str(), column)
+}
+
 impl Store {
     /// Stores a verified authorization request.
     pub async fn create_pending_authorization(
@@ -140,6 +149,7 @@ impl Store {
         .bind(pending.expires_at)
         .execute(&self.pool)
         .await?;
+        metrics().oauth_event(OAuthEvent::AuthorizationStarted);
         Ok(())
     }
 
@@ -162,23 +172,42 @@ impl Store {
         row.map(|row| self.pending_from_row(&row)).transpose()
     }
 
-    /// Parks a claimed authorization on the consent page for `user_id`.
+    /// Parks a claimed authorization on the consent page for `user`, holding
+    /// their sign-in's tokens (sealed) when given, to be stored only if they
+    /// approve.
     pub async fn await_consent(
         &self,
         state_hash: &SecretHash,
-        user_id: &str,
+        user: &UserIdentity,
+        held: Option<&UpstreamCredential>,
         ticket_hash: &SecretHash,
         csrf_hash: &SecretHash,
     ) -> Result<(), StoreError> {
+        let seal = |secret: &SecretString, column: &str| {
+            self.sealer.seal(
+                secret.expose_secret().as_bytes(),
+                &held_context(state_hash, column),
+            )
+        };
+        let access = held.map(|c| seal(&c.access_token, "sealed_upstream_access"));
+        let refresh = held
+            .and_then(|c| c.refresh_token.as_ref())
+            .map(|t| seal(t, "sealed_upstream_refresh"));
         sqlx::query(
             "UPDATE pending_authorizations
-             SET user_id = $2, consent_ticket_hash = $3, consent_csrf_hash = $4
+             SET user_id = $2, user_login = $3, consent_ticket_hash = $4, consent_csrf_hash = $5,
+                 sealed_upstream_access = $6, sealed_upstream_refresh = $7,
+                 upstream_access_expires_at = $8
              WHERE state_hash = $1 AND used_at IS NULL",
         )
         .bind(state_hash.as_str())
-        .bind(user_id)
+        .bind(&user.id)
+        .bind(&user.login)
         .bind(ticket_hash.as_str())
         .bind(csrf_hash.as_str())
+        .bind(access)
+        .bind(refresh)
+        .bind(held.map(|c| c.access_expires_at))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -203,7 +232,20 @@ impl Store {
         .bind(now)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| self.pending_from_row(&row)).transpose()
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let pending = self.pending_from_row(&row)?;
+        // The held tokens are the caller's now; none stay at rest.
+        sqlx::query(
+            "UPDATE pending_authorizations
+             SET sealed_upstream_access = NULL, sealed_upstream_refresh = NULL
+             WHERE state_hash = $1",
+        )
+        .bind(pending.request.state_hash.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(Some(pending))
     }
 
     /// Marks a claimed authorization finished without consent (already approved,
@@ -244,6 +286,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        metrics().oauth_event(OAuthEvent::AuthorizationCompleted);
         Ok(grant)
     }
 
@@ -309,6 +352,7 @@ impl Store {
 
     fn pending_from_row(&self, row: &AnyRow) -> Result<PendingAuthorization, StoreError> {
         let state_hash = SecretHash::from_stored(column(row, "state_hash")?);
+        let held = self.held_from_row(row, &state_hash)?;
         let sealed: Vec<u8> = column(row, "sealed_upstream_verifier")?;
         let verifier = self.sealer.open(&sealed, &verifier_context(&state_hash))?;
         let verifier = String::from_utf8(verifier)
@@ -326,7 +370,40 @@ impl Store {
                 expires_at: column(row, "expires_at")?,
             },
             user_id: column(row, "user_id")?,
+            held,
             created_at: column(row, "created_at")?,
         })
+    }
+
+    fn held_from_row(
+        &self,
+        row: &AnyRow,
+        state_hash: &SecretHash,
+    ) -> Result<Option<(UserIdentity, UpstreamCredential)>, StoreError> {
+        let (Some(user_id), Some(login), Some(access)) = (
+            column::<Option<String>>(row, "user_id")?,
+            column::<Option<String>>(row, "user_login")?,
+            column::<Option<Vec<u8>>>(row, "sealed_upstream_access")?,
+        ) else {
+            return Ok(None);
+        };
+        let open = |sealed: &[u8], column: &str| -> Result<SecretString, StoreError> {
+            let plain = self
+                .sealer
+                .open(sealed, &held_context(state_hash, column))?;
+            String::from_utf8(plain)
+                .map(SecretString::from)
+                .map_err(|_| StoreError::Corrupt("held token is not UTF-8".into()))
+        };
+        let refresh: Option<Vec<u8>> = column(row, "sealed_upstream_refresh")?;
+        let credential = UpstreamCredential {
+            access_token: open(&access, "sealed_upstream_access")?,
+            refresh_token: refresh
+                .map(|sealed| open(&sealed, "sealed_upstream_refresh"))
+                .transpose()?,
+            access_expires_at: column::<Option<i64>>(row, "upstream_access_expires_at")?
+                .unwrap_or(0),
+        };
+        Ok(Some((UserIdentity { id: user_id, login }, credential)))
     }
 }

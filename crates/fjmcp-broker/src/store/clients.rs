@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column};
 use crate::crypto::SecretHash;
+use crate::metrics::{OAuthEvent, metrics};
 
 /// How the broker learned about a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,9 @@ impl Store {
         .bind(client.metadata_expires_at)
         .execute(&self.pool)
         .await?;
+        if client.kind == ClientKind::Registered {
+            metrics().oauth_event(OAuthEvent::ClientRegistered);
+        }
         Ok(())
     }
 
@@ -98,7 +102,7 @@ impl Store {
     }
 }
 
-fn client_from_row(row: &AnyRow) -> Result<ClientRecord, StoreError> {
+pub(super) fn client_from_row(row: &AnyRow) -> Result<ClientRecord, StoreError> {
     let redirect_uris: String = column(row, "redirect_uris")?;
     let redirect_uris = serde_json::from_str(&redirect_uris)
         .map_err(|e| StoreError::Corrupt(format!("redirect_uris: {e}")))?;

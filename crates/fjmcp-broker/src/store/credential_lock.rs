@@ -1,17 +1,22 @@
-//! Serializing upstream refreshes of one user's Forgejo credential.
+//! Serializing changes to one user's Forgejo credential.
 //!
 //! Forgejo rotates refresh tokens: if two brokers refreshed the same token at
 //! once, one would be refused and could strand the user. On PostgreSQL the
 //! user's row is locked (`FOR UPDATE`) for the whole refresh, so instances take
 //! turns and the second sees the first one's result. SQLite serves a single
-//! instance, whose own single-flight already serializes refreshes; holding
+//! instance, whose own single flight already serializes refreshes; holding
 //! SQLite's database-wide write lock across a network call would block every
 //! other write, so no lock is taken there.
+//!
+//! Every write is a compare-and-set on the credential's generation: a sign-in
+//! (which replaces the credential whatever its generation) that lands between
+//! a refresher's read and its write wins, and the refresher's replacement or
+//! its verdict "dead" is dropped.
 
 use sqlx::{Any, Transaction};
 
 use super::grants::revoke_grant_in;
-use super::users::{UserRecord, mark_dead_in};
+use super::users::{UserRecord, mark_dead_in, replace_in};
 use super::{Backend, Store, StoreError, column};
 use crate::upstream::{UpstreamCredential, UserIdentity};
 
@@ -80,45 +85,48 @@ impl CredentialLock {
         self.store.upstream_credential(&self.user_id).await
     }
 
-    /// Stores the refreshed credential and releases the lock; returns the new generation.
+    /// Stores the refreshed credential if the user's credential is still at
+    /// generation `expected`, and releases the lock; returns the new
+    /// generation, or `None` if it moved on (nothing was written).
     pub async fn replace(
         mut self,
+        expected: i64,
         login: &str,
         credential: &UpstreamCredential,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let identity = UserIdentity {
             id: self.user_id.clone(),
             login: login.to_string(),
         };
-        // On PostgreSQL the write goes through the locking transaction.
-        let generation = match self.tx.take() {
-            None => {
-                self.store
-                    .save_upstream_credential(&identity, credential)
-                    .await?
-            }
+        match self.tx.take() {
             Some(mut tx) => {
-                let generation = self
-                    .store
-                    .write_credential_in(&mut tx, &identity, credential)
-                    .await?;
+                let generation =
+                    replace_in(&self.store, &mut tx, &identity, credential, expected).await?;
                 tx.commit().await?;
-                generation
+                Ok(generation)
             }
-        };
-        Ok(generation)
+            None => {
+                let mut conn = self.store.pool.acquire().await?;
+                replace_in(&self.store, &mut conn, &identity, credential, expected).await
+            }
+        }
     }
 
-    /// Marks the credential dead and revokes the user's grants, atomically.
-    pub async fn mark_dead(mut self) -> Result<u64, StoreError> {
+    /// If the credential is still at generation `expected`: marks it dead and
+    /// revokes every live grant of the user, atomically, returning how many
+    /// grants were revoked. `None` if it moved on (nothing changed).
+    pub async fn mark_dead(mut self, expected: i64) -> Result<Option<u64>, StoreError> {
         let now = self.store.now();
         let mut tx = match self.tx.take() {
             Some(tx) => tx,
-            None => self.store.pool.begin().await?,
+            None => self.store.begin_write().await?,
         };
-        mark_dead_in(&mut tx, &self.user_id, now).await?;
+        if !mark_dead_in(&mut tx, &self.user_id, expected, now).await? {
+            return Ok(None);
+        }
         let count = revoke_all_in(&mut tx, &self.user_id, now).await?;
         tx.commit().await?;
-        Ok(count)
+        self.store.revoked_here();
+        Ok(Some(count))
     }
 }

@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, column};
 use crate::crypto::random_id;
+use crate::metrics::{OAuthEvent, metrics};
 
 /// A grant to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +72,9 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let revoked = revoke_grant_in(&mut tx, grant_id, self.now()).await?;
         tx.commit().await?;
+        if revoked {
+            self.revoked_here();
+        }
         Ok(revoked)
     }
 
@@ -92,6 +96,7 @@ impl Store {
         .bind(self.now())
         .execute(&self.pool)
         .await?;
+        metrics().oauth_event(OAuthEvent::ConsentGiven);
         Ok(())
     }
 
@@ -104,6 +109,18 @@ impl Store {
                 .await?
                 .is_some(),
         )
+    }
+
+    /// Forgets that the user approved the client, so the client's next
+    /// authorization shows the consent page again. Returns false if there was
+    /// no approval to forget. Grants already issued are not touched.
+    pub async fn withdraw_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        withdraw_consent_in(&mut conn, user_id, client_id).await
     }
 
     /// The scopes the user approved for the client, if they ever did.
@@ -122,7 +139,7 @@ impl Store {
     }
 }
 
-fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
+pub(super) fn grant_from_row(row: &AnyRow) -> Result<GrantRecord, StoreError> {
     Ok(GrantRecord {
         id: column(row, "id")?,
         grant: NewGrant {
@@ -163,6 +180,20 @@ pub(super) async fn insert_grant(
     })
 }
 
+/// The body of [`Store::withdraw_consent`], for callers that hold a transaction.
+pub(super) async fn withdraw_consent_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    client_id: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query("DELETE FROM consents WHERE user_id = $1 AND client_id = $2")
+        .bind(user_id)
+        .bind(client_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The body of [`Store::revoke_grant`], for callers that already hold a transaction.
 pub(super) async fn revoke_grant_in(
     conn: &mut AnyConnection,
@@ -178,6 +209,8 @@ pub(super) async fn revoke_grant_in(
     if done.rows_affected() == 0 {
         return Ok(false);
     }
+    super::epoch::advance_in(conn).await?;
+    metrics().oauth_event(OAuthEvent::GrantRevoked);
     for statement in [
         "UPDATE access_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL",

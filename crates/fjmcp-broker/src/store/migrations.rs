@@ -15,10 +15,10 @@ struct Migration {
     postgres: &'static str,
 }
 
-/// In version order. A number may be missing while the branch that owns it
-/// is not merged (0002 belongs to the credentials work): the runner applies
-/// whatever the database has not seen yet, so a gap filled later is applied
-/// then.
+/// In increasing version order. Numbers need not be contiguous: every
+/// migration a database has not applied yet is applied, in this order, so
+/// branches can reserve numbers and land in any order, as long as their
+/// migrations do not depend on each other.
 const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -27,12 +27,33 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("migrations/postgres/0001_initial.sql"),
     },
     Migration {
+        version: 2,
+        name: "credentials",
+        sqlite: include_str!("migrations/sqlite/0002_credentials.sql"),
+        postgres: include_str!("migrations/postgres/0002_credentials.sql"),
+    },
+    Migration {
         version: 3,
         name: "security",
         sqlite: include_str!("migrations/sqlite/0003_security.sql"),
         postgres: include_str!("migrations/postgres/0003_security.sql"),
     },
+    Migration {
+        version: 4,
+        name: "operations",
+        sqlite: include_str!("migrations/sqlite/0004_operations.sql"),
+        postgres: include_str!("migrations/postgres/0004_operations.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "revocation epoch",
+        sqlite: include_str!("migrations/sqlite/0005_revocation_epoch.sql"),
+        postgres: include_str!("migrations/postgres/0005_revocation_epoch.sql"),
+    },
 ];
+
+/// The newest schema version this broker knows.
+pub(super) const KNOWN_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 
 /// An arbitrary constant naming the broker's migration lock in PostgreSQL.
 const POSTGRES_MIGRATION_LOCK: i64 = 0x666a_6d63_7000;
@@ -64,7 +85,7 @@ pub(super) async fn apply(store: &Store) -> Result<(), StoreError> {
         .iter()
         .map(|row| row.try_get::<i64, _>("version"))
         .collect::<Result<_, _>>()?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    let known = KNOWN_VERSION;
     if let Some(found) = applied.iter().copied().filter(|v| *v > known).max() {
         return Err(StoreError::SchemaTooNew { found, known });
     }

@@ -7,12 +7,16 @@
 //! both backends accept (`$1` placeholders, `ON CONFLICT`, `RETURNING`); where they
 //! differ, [`Backend`] picks the variant.
 
+mod account;
+mod admin;
 mod audit;
 mod authorizations;
 mod clients;
 mod credential_lock;
+mod epoch;
 mod grants;
 mod migrations;
+mod resealing;
 mod sessions;
 mod sweep;
 mod tokens;
@@ -25,6 +29,11 @@ use secrecy::ExposeSecret;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};
 
+pub use account::{AccountSession, ConnectedApp, UserGrantRevocation};
+pub use admin::{
+    ClientSummary, GrantFilter, GrantSelector, GrantSummary, SessionSummary, StoredAuditEvent,
+    UserSummary,
+};
 pub use audit::AuditEvent;
 pub use authorizations::{
     CodeProof, CodeRedemption, CodeRefusal, NewAuthorizationCode, NewPendingAuthorization,
@@ -32,12 +41,17 @@ pub use authorizations::{
 };
 pub use clients::{ClientKind, ClientRecord, NewClient};
 pub use grants::{GrantRecord, NewGrant};
+pub use resealing::{ResealReport, SealedColumnReport};
+pub use sweep::SweepCounts;
 pub use tokens::{AccessTokenGrant, NewTokenPair, RefreshOutcome};
 pub use users::UserRecord;
 
 use crate::clock::Clock;
 use crate::config::StoreLocation;
 use crate::crypto::{OpenError, Sealer};
+
+/// The newest schema version this broker knows (and creates).
+pub const SCHEMA_VERSION: i64 = migrations::KNOWN_VERSION;
 
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +75,7 @@ impl Backend {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
         version: i64,
@@ -72,6 +86,14 @@ pub enum StoreError {
         "the database schema is at version {found}, newer than this broker knows ({known}); upgrade the broker"
     )]
     SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "the database schema is at version {found}, older than this broker's ({known}); start `fjmcp-broker serve` of this version once to migrate it"
+    )]
+    SchemaTooOld { found: i64, known: i64 },
+    #[error(
+        "the database holds no broker schema (was `fjmcp-broker serve` ever started on it?): {0}"
+    )]
+    NoSchema(sqlx::Error),
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
     #[error("sealed credential cannot be opened: {0}")]
@@ -89,6 +111,8 @@ pub struct Store {
     sealer: Arc<Sealer>,
     /// Source of "now" for every timestamp the store writes or compares.
     clock: Arc<dyn Clock>,
+    /// What this instance knows of revocations (see `epoch.rs`).
+    epoch: Arc<epoch::Epoch>,
 }
 
 impl std::fmt::Debug for Store {
@@ -106,12 +130,54 @@ impl Store {
         sealer: Arc<Sealer>,
         clock: Arc<dyn Clock>,
     ) -> Result<Store, StoreError> {
+        let store = Store::connect(location, sealer, clock, true).await?;
+        migrations::apply(&store).await?;
+        Ok(store)
+    }
+
+    /// Connects to a store that `serve` created and migrated, changing nothing
+    /// about it: a missing SQLite file is not created, and a schema older or
+    /// newer than this broker's is refused rather than migrated (for the admin
+    /// command, which may run beside brokers of another version).
+    pub async fn open_existing(
+        location: &StoreLocation,
+        sealer: Arc<Sealer>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
+        let store = Store::connect(location, sealer, clock, false).await?;
+        let found = match migrations::current_version(&store.pool).await {
+            Ok(found) => found,
+            Err(StoreError::Database(e)) => return Err(StoreError::NoSchema(e)),
+            Err(other) => return Err(other),
+        };
+        let known = migrations::KNOWN_VERSION;
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+        if found < known {
+            return Err(StoreError::SchemaTooOld { found, known });
+        }
+        Ok(store)
+    }
+
+    async fn connect(
+        location: &StoreLocation,
+        sealer: Arc<Sealer>,
+        clock: Arc<dyn Clock>,
+        create: bool,
+    ) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let (url, backend, max_connections) = match location {
             StoreLocation::Sqlite(path) => {
-                create_private_file(path)?;
+                if create {
+                    create_private_file(path)?;
+                }
                 (
-                    format!("sqlite://{}?mode=rwc", path.display()),
+                    format!(
+                        "sqlite://{}?mode={}",
+                        path.display(),
+                        if create { "rwc" } else { "rw" }
+                    ),
                     Backend::Sqlite,
                     4,
                 )
@@ -139,14 +205,13 @@ impl Store {
             })
             .connect(&url)
             .await?;
-        let store = Store {
+        Ok(Store {
             pool,
             backend,
             sealer,
             clock,
-        };
-        migrations::apply(&store).await?;
-        Ok(store)
+            epoch: Arc::new(epoch::Epoch::new()),
+        })
     }
 
     /// Which backend this store uses.
@@ -198,6 +263,14 @@ fn create_private_file(path: &std::path::Path) -> Result<(), StoreError> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// Every failed database operation passes here: counted for the metrics.
+    fn from(error: sqlx::Error) -> Self {
+        crate::metrics::metrics().store_error();
+        StoreError::Database(error)
     }
 }
 

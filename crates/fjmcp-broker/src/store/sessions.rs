@@ -138,15 +138,60 @@ impl Store {
         id_hash: &SecretHash,
         grant_id: &str,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE sessions SET deleted_at = $3 WHERE id_hash = $1 AND grant_id = $2 AND deleted_at IS NULL",
         )
         .bind(id_hash.as_str())
         .bind(grant_id)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        super::epoch::advance_in(&mut tx).await?;
+        tx.commit().await?;
+        self.revoked_here();
+        Ok(true)
+    }
+
+    /// Records when sessions were last used (kept in memory by the instances
+    /// serving them, written behind in batches): each session's last use and
+    /// idle expiry move forward, never back.
+    pub async fn record_session_use(
+        &self,
+        uses: &[(SecretHash, i64)],
+        idle_seconds: i64,
+    ) -> Result<(), StoreError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for (id_hash, last_used) in uses {
+            sqlx::query(
+                "UPDATE sessions SET last_seen_at = $2, expires_at = $3
+                 WHERE id_hash = $1 AND deleted_at IS NULL AND last_seen_at < $2",
+            )
+            .bind(id_hash.as_str())
+            .bind(last_used)
+            .bind(last_used + idle_seconds)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// How many live sessions there are (all users, all instances).
+    pub(crate) async fn count_live_sessions(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM sessions WHERE deleted_at IS NULL AND expires_at > $1",
+        )
+        .bind(self.now())
+        .fetch_one(&self.pool)
+        .await?;
+        column(&row, "n")
     }
 
     /// How many live sessions the user has (for the per-user cap).

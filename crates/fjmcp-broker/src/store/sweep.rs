@@ -10,20 +10,26 @@ pub struct SweepCounts {
     pub access_tokens: u64,
     pub refresh_tokens: u64,
     pub sessions: u64,
+    /// Account-page sign-ins that were never finished, and expired account-page sessions.
+    pub account_logins: u64,
+    pub account_sessions: u64,
 }
 
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 6] = [
     "pending_authorizations",
     "auth_codes",
     "access_tokens",
     "refresh_tokens",
+    "account_logins",
+    "account_sessions",
 ];
 
 impl Store {
-    /// Deletes every pending authorization, code and token whose expiry has passed.
+    /// Deletes every pending authorization, code, token, 2025-era session and
+    /// account-page sign-in or session whose expiry has passed.
     pub async fn sweep_expired(&self) -> Result<SweepCounts, StoreError> {
         let now = self.now();
-        let mut counts = [0u64; 4];
+        let mut counts = [0u64; TABLES.len()];
         for (table, count) in TABLES.iter().zip(counts.iter_mut()) {
             *count = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE expires_at <= $1"
@@ -38,6 +44,8 @@ impl Store {
             auth_codes: counts[1],
             access_tokens: counts[2],
             refresh_tokens: counts[3],
+            account_logins: counts[4],
+            account_sessions: counts[5],
             sessions: self.sweep_sessions().await?,
         })
     }
@@ -77,6 +85,8 @@ impl Store {
                  UNION ALL SELECT MIN(expires_at) FROM access_tokens
                  UNION ALL SELECT MIN(expires_at) FROM refresh_tokens
                  UNION ALL SELECT MIN(expires_at) FROM sessions WHERE deleted_at IS NULL
+                 UNION ALL SELECT MIN(expires_at) FROM account_logins
+                 UNION ALL SELECT MIN(expires_at) FROM account_sessions
              ) AS expiries",
         )
         .fetch_one(&self.pool)

@@ -14,6 +14,7 @@ use sqlx::AnyConnection;
 use super::grants::{GrantRecord, revoke_grant_in};
 use super::{Backend, Store, StoreError, column};
 use crate::crypto::{SecretHash, random_id};
+use crate::metrics::{OAuthEvent, metrics};
 
 /// A fresh access token, and optionally a refresh token, to store.
 #[derive(Debug, Clone)]
@@ -65,6 +66,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         insert_pair(&mut tx, grant, pair, &random_id(), None, self.now()).await?;
         tx.commit().await?;
+        metrics().oauth_event(OAuthEvent::TokensIssued);
         Ok(())
     }
 
@@ -193,6 +195,8 @@ impl Store {
                 if now - used_at > grace_seconds || successor_used {
                     revoke_grant_in(&mut tx, &grant.id, now).await?;
                     tx.commit().await?;
+                    self.revoked_here();
+                    metrics().oauth_event(OAuthEvent::RefreshReuseDetected);
                     return Ok(RefreshOutcome::ReuseDetected { grant_id: grant.id });
                 }
             }
@@ -207,6 +211,8 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
+        metrics().oauth_event(OAuthEvent::Refreshed);
+        metrics().oauth_event(OAuthEvent::TokensIssued);
         Ok(RefreshOutcome::Rotated(grant))
     }
 
@@ -275,6 +281,13 @@ async fn insert_pair(
     .bind(pair.access_expires_at)
     .execute(&mut *conn)
     .await?;
+    // What the "Connected apps" page and `admin grants list` show as "last used":
+    // a client in use gets tokens at least once per access-token lifetime.
+    sqlx::query("UPDATE grants SET last_used_at = $2 WHERE id = $1")
+        .bind(&grant.id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     if let Some((refresh_hash, expires_at)) = &pair.refresh {
         sqlx::query(
             "INSERT INTO refresh_tokens (token_hash, grant_id, family_id, client_id, created_at, expires_at, parent_hash)

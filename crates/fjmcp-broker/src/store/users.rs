@@ -35,7 +35,26 @@ fn refresh_context(user_id: &str) -> SealContext {
 }
 
 impl Store {
-    /// Creates the user or replaces their credential; returns the new generation.
+    /// The user's tokens sealed for their row (access, refresh).
+    fn seal_credential(
+        &self,
+        user_id: &str,
+        credential: &UpstreamCredential,
+    ) -> (Vec<u8>, Option<Vec<u8>>) {
+        let access = self.sealer.seal(
+            credential.access_token.expose_secret().as_bytes(),
+            &access_context(user_id),
+        );
+        let refresh = credential.refresh_token.as_ref().map(|token| {
+            self.sealer
+                .seal(token.expose_secret().as_bytes(), &refresh_context(user_id))
+        });
+        (access, refresh)
+    }
+
+    /// Creates the user or replaces their credential whatever its generation
+    /// (a sign-in: Forgejo has just made every older refresh token of the user
+    /// unusable); returns the new generation.
     pub async fn save_upstream_credential(
         &self,
         user: &UserIdentity,
@@ -46,20 +65,13 @@ impl Store {
     }
 
     /// [`Store::save_upstream_credential`] on a given connection or transaction.
-    pub(super) async fn write_credential_in(
+    async fn write_credential_in(
         &self,
         conn: &mut AnyConnection,
         user: &UserIdentity,
         credential: &UpstreamCredential,
     ) -> Result<i64, StoreError> {
-        let sealed_access = self.sealer.seal(
-            credential.access_token.expose_secret().as_bytes(),
-            &access_context(&user.id),
-        );
-        let sealed_refresh = credential.refresh_token.as_ref().map(|token| {
-            self.sealer
-                .seal(token.expose_secret().as_bytes(), &refresh_context(&user.id))
-        });
+        let (sealed_access, sealed_refresh) = self.seal_credential(&user.id, credential);
         let now = self.now();
         let row = sqlx::query(
             "INSERT INTO users (id, login, sealed_access_token, sealed_refresh_token,
@@ -130,33 +142,83 @@ impl Store {
         Ok(Some((record, credential)))
     }
 
-    /// Records that Forgejo refused the user's refresh token and forgets the
-    /// credential; returns false if the user is unknown.
-    pub async fn mark_credential_dead(&self, user_id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        mark_dead_in(&mut conn, user_id, self.now()).await
+    /// The generation of the user's credential and whether it is dead, without
+    /// opening it (for noticing another instance's refresh cheaply).
+    pub async fn credential_generation(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<(i64, bool)>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT generation, credential_dead_at, sealed_access_token FROM users WHERE id = $1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let dead: Option<i64> = column(&row, "credential_dead_at")?;
+        let sealed: Option<Vec<u8>> = column(&row, "sealed_access_token")?;
+        Ok(Some((
+            column(&row, "generation")?,
+            dead.is_some() || sealed.is_none(),
+        )))
     }
 }
 
-/// [`Store::mark_credential_dead`] on a given connection or transaction.
+/// Replaces the credential of the user at generation `expected` (compare and
+/// set); `None` when the generation moved on meanwhile (another sign-in or
+/// refresh), and nothing changed.
+pub(super) async fn replace_in(
+    store: &Store,
+    conn: &mut AnyConnection,
+    user: &UserIdentity,
+    credential: &UpstreamCredential,
+    expected: i64,
+) -> Result<Option<i64>, StoreError> {
+    let (sealed_access, sealed_refresh) = store.seal_credential(&user.id, credential);
+    let row = sqlx::query(
+        "UPDATE users SET login = $2, sealed_access_token = $3, sealed_refresh_token = $4,
+             access_expires_at = $5, generation = generation + 1, credential_dead_at = NULL,
+             updated_at = $6
+         WHERE id = $1 AND generation = $7
+         RETURNING generation",
+    )
+    .bind(&user.id)
+    .bind(&user.login)
+    .bind(sealed_access)
+    .bind(sealed_refresh)
+    .bind(credential.access_expires_at)
+    .bind(store.now())
+    .bind(expected)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| column(&row, "generation")).transpose()
+}
+
+/// Marks the credential at generation `expected` dead and forgets its tokens
+/// (compare and set; the generation moves on so no stale writer can revive
+/// it); false when the generation moved on meanwhile, and nothing changed.
 pub(super) async fn mark_dead_in(
     conn: &mut AnyConnection,
     user_id: &str,
+    expected: i64,
     now: i64,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "UPDATE users SET credential_dead_at = $2, sealed_access_token = NULL,
-             sealed_refresh_token = NULL, updated_at = $2
-         WHERE id = $1",
+             sealed_refresh_token = NULL, generation = generation + 1, updated_at = $2
+         WHERE id = $1 AND generation = $3 AND credential_dead_at IS NULL",
     )
     .bind(user_id)
     .bind(now)
+    .bind(expected)
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
 }
 
-fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
+pub(super) fn user_from_row(row: &AnyRow) -> Result<UserRecord, StoreError> {
     Ok(UserRecord {
         identity: UserIdentity {
             id: column(row, "id")?,

@@ -137,8 +137,23 @@ impl Broker {
     /// state and settings. Returns the stopped one, which may own the state
     /// directory: keep it until the test ends.
     pub async fn restart(&mut self) -> Broker {
+        self.restart_with(&[]).await
+    }
+
+    /// As [`Broker::restart`], with some settings changed (or added).
+    pub async fn restart_with(&mut self, changed: &[(&str, &str)]) -> Broker {
+        for (key, value) in changed {
+            self.env.retain(|(k, _)| k != key);
+            self.env.push((key.to_string(), value.to_string()));
+        }
         self.terminate();
         self.child.wait().await.unwrap();
+        self.restart_after_exit().await
+    }
+
+    /// Starts a new broker on the same socket, state and settings after this
+    /// one exited (however it ended); returns the exited one.
+    pub async fn restart_after_exit(&mut self) -> Broker {
         let env: Vec<(&str, &str)> = self
             .env
             .iter()

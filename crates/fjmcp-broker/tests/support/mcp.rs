@@ -42,13 +42,25 @@ impl Reply {
     }
 }
 
+/// POSTs `body` to the stack's `/mcp`.
 pub async fn post(
     stack: &Stack,
     token: Option<&str>,
     headers: &[(&str, &str)],
     body: Value,
 ) -> Reply {
-    let mut request = stack.http.post(stack.url("/mcp")).json(&body);
+    post_to(stack, &stack.url("/mcp"), token, headers, body).await
+}
+
+/// POSTs `body` to `url` (another instance's `/mcp`).
+pub async fn post_to(
+    stack: &Stack,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> Reply {
+    let mut request = stack.http.post(url).json(&body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }

@@ -8,3 +8,4 @@ pub mod children;
 pub mod databases;
 pub mod mcp;
 pub mod oauth;
+pub mod pair;

@@ -270,6 +270,18 @@ impl Stack {
         (status, response.json().await.unwrap())
     }
 
+    /// Revokes `token` as public client `client_id` (RFC 7009); returns the status.
+    pub async fn revoke(&self, token: &str, client_id: &str) -> u16 {
+        self.http
+            .post(self.url("/oauth/revoke"))
+            .form(&[("token", token), ("client_id", client_id)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Exchanges a code from `attempt`; returns the token response.
     pub async fn exchange(&self, attempt: &Attempt, code: &str) -> (u16, serde_json::Value) {
         let resource = self.url("/mcp");

@@ -1,6 +1,6 @@
 //! The one retry policy for work that failed and must not be retried in a tight
-//! loop: a child that keeps dying right after start, a token rotation Forgejo
-//! could not serve.
+//! loop: a child that keeps dying right after start, a Forgejo that cannot be
+//! reached to check or refresh a token.
 
 use std::time::Duration;
 
