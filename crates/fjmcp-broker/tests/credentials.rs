@@ -198,46 +198,62 @@ async fn a_denied_consent_stores_nothing_and_keeps_what_the_user_had() {
     );
 }
 
-#[tokio::test]
-async fn forgejo_failing_during_a_check_or_a_refresh_is_503_and_kills_nothing() {
-    let child = fixture();
-    let stack = Stack::start_with(&[("FJMCP_CHILD_COMMAND", &child)], |double| {
-        double.with_access_token_lifetime(Duration::from_secs(6))
-    })
-    .await;
-    let token = token_of(&stack, "alice").await;
-
-    // Forgejo fails the check at the session start: 503, retry later.
-    stack
-        .double
-        .inject_fault(Endpoint::ApiUser, Fault::ServerError, 1);
-    let check_failed = post(&stack, Some(&token), &[], initialize("2025-11-25")).await;
-    assert_eq!(check_failed.status, 503, "{}", check_failed.text);
-    let wait: u64 = check_failed.headers["retry-after"]
+/// The `Retry-After` of a 503, in seconds.
+fn retry_after(reply: &support::mcp::Reply) -> u64 {
+    let wait: u64 = reply.headers["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert!((1..=60).contains(&wait));
+    assert!((1..=60).contains(&wait), "{wait}");
+    wait
+}
+
+#[tokio::test]
+async fn forgejo_failing_a_check_is_503_and_kills_nothing() {
+    let child = fixture();
+    let stack = Stack::start(&[("FJMCP_CHILD_COMMAND", &child)]).await;
+    let token = token_of(&stack, "alice").await;
+    stack
+        .double
+        .inject_fault(Endpoint::ApiUser, Fault::ServerError, 1);
+    let failed = post(&stack, Some(&token), &[], initialize("2025-11-25")).await;
+    assert_eq!(failed.status, 503, "{}", failed.text);
+    let wait = retry_after(&failed);
     // A client that honours Retry-After gets through: nothing was revoked.
     tokio::time::sleep(Duration::from_secs(wait)).await;
     let session = session_of(&stack, &token, "2025-11-25").await;
     assert_eq!(text_of(&whoami(&stack, &token, &session).await.1), "alice");
-
-    // Past half its life the token needs a refresh before the next session
-    // start is served, and Forgejo fails the refresh: 503 again …
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack
-        .double
-        .inject_fault(Endpoint::Token, Fault::ServerError, 1);
-    let refresh_failed = post(&stack, Some(&token), &[], initialize("2025-11-25")).await;
-    assert_eq!(refresh_failed.status, 503, "{}", refresh_failed.text);
-    assert!(refresh_failed.headers.contains_key("retry-after"));
-    // … while the live session goes on with its still valid token.
-    assert_eq!(text_of(&whoami(&stack, &token, &session).await.1), "alice");
     let store = stack.open_store().await;
     assert_eq!(store.live_grants_of_user("1").await.unwrap().len(), 1);
     assert!(!store.credential_generation("1").await.unwrap().unwrap().1);
+}
+
+#[tokio::test]
+async fn forgejo_failing_a_refresh_is_503_and_kills_nothing() {
+    let child = fixture();
+    let stack = Stack::start_with(&[("FJMCP_CHILD_COMMAND", &child)], |double| {
+        double.with_access_token_lifetime(Duration::from_secs(4))
+    })
+    .await;
+    let token = token_of(&stack, "alice").await;
+    // Past half its life the token must be refreshed before a session start
+    // is served (waiting longer only makes that more so).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    stack
+        .double
+        .inject_fault(Endpoint::Token, Fault::ServerError, 1);
+    let failed = post(&stack, Some(&token), &[], initialize("2025-11-25")).await;
+    assert_eq!(failed.status, 503, "{}", failed.text);
+    let wait = retry_after(&failed);
+    let store = stack.open_store().await;
+    assert_eq!(store.live_grants_of_user("1").await.unwrap().len(), 1);
+    assert!(!store.credential_generation("1").await.unwrap().unwrap().1);
+    // Once Forgejo answers again, the refresh succeeds.
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let session = session_of(&stack, &token, "2025-11-25").await;
+    assert_eq!(text_of(&whoami(&stack, &token, &session).await.1), "alice");
+    assert!(stack.double.token_stats().refreshes >= 1);
 }
 
 #[tokio::test]
