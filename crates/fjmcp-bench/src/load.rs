@@ -20,6 +20,15 @@ use tokio::time::{Duration, Instant};
 
 use crate::procfs::{self, RootClock, Ticks, TreeCpu};
 
+/// The longest any request may take before the run fails: a server that stops
+/// answering must fail the run (CI's smoke above all), never hang it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest a connection attempt or a readiness probe waits: a socket that is
+/// bound (the bench binds the broker's) accepts connections before anybody serves
+/// them, and a full backlog leaves a connect hanging.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// One HTTP/1.1 connection to a server under test.
 #[derive(Debug)]
 pub(crate) struct Connection {
@@ -45,8 +54,9 @@ impl Reply {
 
 impl Connection {
     pub(crate) async fn open(addr: SocketAddr) -> Result<Connection> {
-        let stream = TcpStream::connect(addr)
+        let stream = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(addr))
             .await
+            .with_context(|| format!("connect {addr}: no answer within {PROBE_TIMEOUT:?}"))?
             .with_context(|| format!("connect {addr}"))?;
         stream.set_nodelay(true)?;
         let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -64,15 +74,20 @@ impl Connection {
         let request = Request::get(path)
             .header("host", host)
             .body(Full::new(Bytes::new()))?;
-        self.send.ready().await.context("connection closed")?;
-        let response = self.send.send_request(request).await.context("request")?;
-        let status = response.status();
-        response
-            .into_body()
-            .collect()
+        let exchange = async {
+            self.send.ready().await.context("connection closed")?;
+            let response = self.send.send_request(request).await.context("request")?;
+            let status = response.status();
+            response
+                .into_body()
+                .collect()
+                .await
+                .context("read answer")?;
+            Ok(status)
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, exchange)
             .await
-            .context("read answer")?;
-        Ok(status)
+            .with_context(|| format!("no answer to GET {path} within {PROBE_TIMEOUT:?}"))?
     }
 
     /// POSTs `body` to `path` with exactly `headers` (which must include `host`).
@@ -84,15 +99,20 @@ impl Connection {
     ) -> Result<Reply> {
         let mut request = Request::post(path).body(Full::new(body))?;
         *request.headers_mut() = headers.clone();
-        self.send.ready().await.context("connection closed")?;
-        let response = self.send.send_request(request).await.context("request")?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.context("read answer")?.to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        let exchange = async {
+            self.send.ready().await.context("connection closed")?;
+            let response = self.send.send_request(request).await.context("request")?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.context("read answer")?.to_bytes();
+            Ok(Reply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, exchange)
+            .await
+            .with_context(|| format!("no answer to POST {path} within {ANSWER_TIMEOUT:?}"))?
     }
 }
 

@@ -244,6 +244,15 @@ fn progress(line: &str) {
     eprintln!("[bench] {line}");
 }
 
+/// `err`, then the last lines of `server`'s log (the cause first, where it is read).
+fn with_log(err: anyhow::Error, server: &Server) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{err:#}\n--- last lines of the {} log ---\n{}",
+        server.name,
+        server.log_tail()
+    )
+}
+
 /// The simulated users and what they hold.
 #[derive(Debug)]
 struct Users {
@@ -356,11 +365,10 @@ impl BrokerBench {
             let workers = workers(&broker.target, users, era, c).await?;
             let window = load::run_window(workers, options.timing, broker.pid, ticks)
                 .await
-                .with_context(|| {
-                    format!(
-                        "broker {} at C={c}; broker log:\n{}",
-                        era.label(),
-                        broker.log_tail()
+                .map_err(|err| {
+                    with_log(
+                        err.context(format!("broker {} at C={c}", era.label())),
+                        broker,
                     )
                 })?;
             broker.check_alive()?;
@@ -545,14 +553,14 @@ async fn measure_supergateway(
         let mut connection = Connection::open(gateway.target.addr).await?;
         let session = mcp::initialize(&mut connection, &gateway.target, None)
             .await
-            .with_context(|| format!("supergateway log:\n{}", gateway.log_tail()))?;
+            .map_err(|err| with_log(err, &gateway))?;
         mcp::initialized(&mut connection, &gateway.target, None, &session).await?;
         let call = mcp::session_call(&gateway.target, None, &session, &format!("user-{i}"))?;
         workers.push((connection, call));
     }
     let window = load::run_window(workers, options.timing, gateway.pid, ticks)
         .await
-        .with_context(|| format!("supergateway log:\n{}", gateway.log_tail()))?;
+        .map_err(|err| with_log(err, &gateway))?;
     gateway.check_alive()?;
     gateway.stop().await?;
     Ok(Row::new(c, window))

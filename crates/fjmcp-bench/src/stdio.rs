@@ -53,9 +53,9 @@ impl DirectChild {
     }
 
     async fn receive(&mut self) -> Result<String> {
-        self.stdout
-            .next_line()
-            .await?
+        tokio::time::timeout(Duration::from_secs(30), self.stdout.next_line())
+            .await
+            .context("the echo child did not answer within 30 s")??
             .context("the echo child closed its stdout")
     }
 
