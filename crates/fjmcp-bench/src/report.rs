@@ -663,6 +663,10 @@ pub(crate) fn markdown(results: &Results) -> String {
         "Everything runs on this one machine: the load generator (one thread) competes with the server \
          under test for the same cores, and so do other processes (the \"other\" column). Compare rows \
          of the same run; across runs, compare only what was measured under similar load.",
+        "Latency at low concurrency and a child's start include waking idle cores, which on a virtual \
+         machine can cost more than the work itself, and more when the machine is otherwise idle: the \
+         same command can give noticeably different C=1 latencies and spawn times from run to run. \
+         Throughput and CPU per call at C=64 are the steadier numbers.",
         "The child is `bench-echo-child` everywhere: one blocking thread, one JSON parse and one write per \
          message, nothing logged.",
         "The HTTP floor is a plain hyper HTTP/1.1 server in its own process (this binary as \
