@@ -124,7 +124,10 @@ impl Options {
             } else {
                 vec![1, 8, 64]
             },
-            new_users: if cli.smoke { 1 } else { 10 },
+            // A child's start varies by milliseconds from one to the next on a small VM, so
+            // take many samples; 18 per era plus the 64 workers are the 100 live children
+            // the memory measurement asks for.
+            new_users: if cli.smoke { 1 } else { 18 },
             live_children: if cli.smoke { 6 } else { 100 },
             idle_sessions: if cli.smoke { 12 } else { 1000 },
             perf_dir: cli.perf_dir,
