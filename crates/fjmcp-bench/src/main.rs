@@ -66,6 +66,11 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     perf_dir: Option<PathBuf>,
 
+    /// An extra setting for every broker the run starts, as `FJMCP_NAME=value`
+    /// (repeatable), to measure a setting's cost; the report lists them.
+    #[arg(long, value_name = "NAME=VALUE")]
+    broker_env: Vec<String>,
+
     /// The command line to print in the report as the one that produced it
     /// [default: this process's arguments].
     #[arg(long, value_name = "TEXT")]

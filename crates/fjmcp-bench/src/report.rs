@@ -100,6 +100,7 @@ pub(crate) struct Meta {
     node: String,
     supergateway_version: String,
     windows: String,
+    broker_env: String,
     pub(crate) load_start: String,
     load_end: String,
     duration: Duration,
@@ -192,6 +193,16 @@ impl Meta {
                 options.timing.warmup.as_secs_f64(),
                 options.timing.measure.as_secs_f64()
             ),
+            broker_env: if options.broker_env.is_empty() {
+                "none".into()
+            } else {
+                options
+                    .broker_env
+                    .iter()
+                    .map(|(k, v)| format!("`{k}={v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
             load_start: procfs::loadavg(),
             load_end: String::new(),
             duration: Duration::ZERO,
@@ -484,6 +495,12 @@ pub(crate) fn markdown(results: &Results) -> String {
         out,
         "| broker | `{}` ({}) |",
         m.broker_version, m.broker_bin
+    );
+    let _ = writeln!(
+        out,
+        "| broker settings | its defaults, except the bench's own (caps and rate limits that never \
+         refuse, the log level); added with `--broker-env`: {} |",
+        m.broker_env
     );
     let _ = writeln!(
         out,

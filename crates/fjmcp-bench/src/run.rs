@@ -54,6 +54,8 @@ pub(crate) struct Options {
     /// 2025-era sessions open (idle) when the broker's memory is read.
     pub(crate) idle_sessions: usize,
     pub(crate) perf_dir: Option<PathBuf>,
+    /// Extra broker settings from `--broker-env`.
+    pub(crate) broker_env: Vec<(String, String)>,
     pub(crate) invoked_as: String,
 }
 
@@ -106,6 +108,15 @@ impl Options {
                 .collect::<Vec<_>>()
                 .join(" ")
         });
+        let mut broker_env = Vec::new();
+        for pair in &cli.broker_env {
+            match pair.split_once('=') {
+                Some((name, value)) if name.starts_with("FJMCP_") => {
+                    broker_env.push((name.to_string(), value.to_string()));
+                }
+                _ => bail!("--broker-env wants FJMCP_NAME=value, not {pair:?}"),
+            }
+        }
         let output = match (cli.output, cli.smoke) {
             (Some(path), _) => Some(path),
             (None, true) => None,
@@ -131,6 +142,7 @@ impl Options {
             live_children: if cli.smoke { 6 } else { 100 },
             idle_sessions: if cli.smoke { 12 } else { 1000 },
             perf_dir: cli.perf_dir,
+            broker_env,
             invoked_as,
         })
     }
@@ -310,6 +322,7 @@ impl BrokerBench {
             forgejo_client_secret: FORGEJO_CLIENT_SECRET.into(),
             state_dir,
             listener,
+            extra_env: options.broker_env.clone(),
         };
         Ok(BrokerBench { double, setup })
     }

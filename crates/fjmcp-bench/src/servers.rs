@@ -137,6 +137,8 @@ pub(crate) struct BrokerSetup {
     pub(crate) state_dir: PathBuf,
     /// Bound by the bench and handed to every broker it starts as standard input.
     pub(crate) listener: TcpListener,
+    /// Settings given with `--broker-env`, applied last.
+    pub(crate) extra_env: Vec<(String, String)>,
 }
 
 impl BrokerSetup {
@@ -170,6 +172,7 @@ impl BrokerSetup {
             // The OAuth flow of a hundred users in a few seconds, all from 127.0.0.1.
             .env("FJMCP_RATE_LIMIT_PER_IP", "off")
             .env("FJMCP_RATE_LIMIT_GLOBAL", "off")
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::from(handed));
         start(
             command,
