@@ -20,6 +20,7 @@ pub mod mcp;
 mod metrics;
 pub mod oauth;
 pub mod server;
+mod shared;
 pub mod store;
 pub mod telemetry;
 pub mod upstream;

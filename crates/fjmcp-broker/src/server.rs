@@ -14,17 +14,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::account::AccountState;
+use crate::account::AccountShared;
 use crate::children::{Pool, PoolSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SealingKeyFile};
 use crate::credentials::{CredentialSettings, Credentials};
 use crate::crypto::{KeyError, Sealer, SealingKey};
 use crate::forgejo::{EndpointOverrides, ForgejoClient};
-use crate::http::{AppState, RateLimits, metrics_router, router};
-use crate::mcp::McpState;
+use crate::http::{AppState, RateLimits, Routes, metrics_router, router};
+use crate::mcp::McpShared;
 use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
-use crate::oauth::{BearerState, OAuthState};
+use crate::oauth::{BearerShared, OAuthShared};
+use crate::shared::Shared;
 use crate::store::{Store, StoreError};
 
 /// Why the broker could not start.
@@ -139,40 +140,40 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         clock.clone(),
         tasks.clone(),
     );
-    let state = AppState {
-        account: AccountState {
+    let state = Shared::new(Routes {
+        account: Shared::new(AccountShared {
             config: config.clone(),
             store: store.clone(),
             clock: clock.clone(),
             forgejo: forgejo.clone(),
             credentials: credentials.clone(),
-        },
-        oauth: OAuthState {
+        }),
+        oauth: Shared::new(OAuthShared {
             config: config.clone(),
             store: store.clone(),
             clock: clock.clone(),
             forgejo,
             client_metadata,
             credentials: credentials.clone(),
-        },
-        bearer: BearerState {
+        }),
+        bearer: Shared::new(BearerShared {
             config: config.clone(),
             store: store.clone(),
             clock: clock.clone(),
             verified: Default::default(),
-        },
-        mcp: McpState::new(
+        }),
+        mcp: Shared::new(McpShared::new(
             config.clone(),
             store.clone(),
             clock.clone(),
             pool.clone(),
             credentials,
             tasks.clone(),
-        ),
+        )),
         store: store.clone(),
         config: config.clone(),
         limits: RateLimits::new(&config.http),
-    };
+    });
     Broker {
         config,
         state,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 /// of a lower layer (or its own). `main.rs` and `lib.rs` sit above everything.
 const LAYERS: &[&[&str]] = &[
     &[
-        "clock", "version", "upstream", "crypto", "backoff", "metrics",
+        "clock", "version", "upstream", "crypto", "backoff", "metrics", "shared",
     ],
     &["config", "telemetry"],
     &["store", "forgejo"],

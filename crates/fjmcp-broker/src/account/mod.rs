@@ -30,6 +30,7 @@ use crate::crypto::{constant_time_eq, csrf_token_for, hash_secret, mint_secret, 
 use crate::forgejo::ForgejoClient;
 use crate::oauth::OAuthState;
 use crate::oauth::pages::protect;
+use crate::shared::Shared;
 use crate::store::{AuditEvent, GrantSelector, Store, UserGrantRevocation};
 use pages::{Notice, error_page};
 
@@ -44,8 +45,11 @@ const SESSION_LIFETIME_SECONDS: i64 = 3600;
 const SESSION_PREFIX: &str = "fjas_";
 
 /// What the account page's handlers need.
-#[derive(Debug, Clone)]
-pub(crate) struct AccountState {
+pub(crate) type AccountState = Shared<AccountShared>;
+
+/// The contents of an [`AccountState`].
+#[derive(Debug)]
+pub(crate) struct AccountShared {
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
     /// "Now" for sign-in and session expiry.
@@ -66,7 +70,7 @@ enum Cookie {
     Login,
 }
 
-impl AccountState {
+impl AccountShared {
     fn https(&self) -> bool {
         self.config.public_url.as_str().starts_with("https://")
     }

@@ -20,7 +20,7 @@ mod state;
 pub(crate) use metrics::metrics_router;
 pub(crate) use rate_limit::RateLimits;
 pub use serve::serve;
-pub use state::AppState;
+pub use state::{AppState, Routes};
 
 use axum::Router;
 use axum::middleware;

@@ -11,11 +11,15 @@ use crate::account::AccountState;
 use crate::config::Config;
 use crate::mcp::McpState;
 use crate::oauth::{BearerState, OAuthState};
+use crate::shared::Shared;
 use crate::store::Store;
 
 /// Everything the routes reach.
-#[derive(Debug, Clone, FromRef)]
-pub struct AppState {
+pub type AppState = Shared<Routes>;
+
+/// The contents of an [`AppState`], one field per group of handlers.
+#[derive(Debug)]
+pub struct Routes {
     /// The authorization server's handlers.
     pub(crate) oauth: OAuthState,
     /// The bearer check in front of `/mcp`.
@@ -31,3 +35,25 @@ pub struct AppState {
     /// Request rates of the anonymous OAuth endpoints.
     pub(crate) limits: RateLimits,
 }
+
+/// Hands each handler its part of the state (what `#[derive(FromRef)]` would
+/// write for a struct of those fields).
+macro_rules! parts {
+    ($($field:ident: $part:ty),* $(,)?) => {$(
+        impl FromRef<AppState> for $part {
+            fn from_ref(state: &AppState) -> $part {
+                state.$field.clone()
+            }
+        }
+    )*};
+}
+
+parts!(
+    oauth: OAuthState,
+    bearer: BearerState,
+    mcp: McpState,
+    account: AccountState,
+    store: Store,
+    config: Arc<Config>,
+    limits: RateLimits,
+);

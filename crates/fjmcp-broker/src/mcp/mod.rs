@@ -47,5 +47,5 @@ mod subscriptions;
 mod wire;
 
 pub(crate) use endpoint::{delete_mcp, get_mcp, post_mcp};
-pub(crate) use state::McpState;
+pub(crate) use state::{McpShared, McpState};
 pub(crate) use wire::{codes, error_response};

@@ -10,11 +10,15 @@ use crate::children::Pool;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::credentials::Credentials;
+use crate::shared::Shared;
 use crate::store::Store;
 
 /// What the `/mcp` handlers need.
-#[derive(Debug, Clone)]
-pub(crate) struct McpState {
+pub(crate) type McpState = Shared<McpShared>;
+
+/// The contents of an [`McpState`].
+#[derive(Debug)]
+pub(crate) struct McpShared {
     pub(crate) config: Arc<Config>,
     /// 2025-era sessions and, for long-lived streams, their grants.
     pub(crate) store: Store,
@@ -30,7 +34,7 @@ pub(crate) struct McpState {
     pub(crate) tasks: TaskTracker,
 }
 
-impl McpState {
+impl McpShared {
     pub(crate) fn new(
         config: Arc<Config>,
         store: Store,
@@ -39,7 +43,7 @@ impl McpState {
         credentials: Credentials,
         tasks: TaskTracker,
     ) -> Self {
-        McpState {
+        McpShared {
             sessions: Sessions::new(store.clone(), clock, config.mcp.session_idle_timeout),
             config,
             store,

@@ -20,11 +20,15 @@ use super::verified::VerifiedTokens;
 use crate::clock::Clock;
 use crate::config::{Config, PublicUrl};
 use crate::crypto::hash_secret;
+use crate::shared::Shared;
 use crate::store::Store;
 
 /// What the bearer check needs.
-#[derive(Debug, Clone)]
-pub(crate) struct BearerState {
+pub(crate) type BearerState = Shared<BearerShared>;
+
+/// The contents of a [`BearerState`].
+#[derive(Debug)]
+pub(crate) struct BearerShared {
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
     pub(crate) clock: Arc<dyn Clock>,

@@ -33,7 +33,7 @@ mod verified;
 use std::sync::Arc;
 
 pub(crate) use authorize::authorize;
-pub(crate) use bearer::{BearerState, Principal};
+pub(crate) use bearer::{BearerShared, BearerState, Principal};
 pub(crate) use callback::callback;
 pub(crate) use consent::decide as consent;
 pub(crate) use metadata::{authorization_server_handler, protected_resource_handler};
@@ -46,12 +46,16 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::credentials::Credentials;
 use crate::forgejo::ForgejoClient;
+use crate::shared::Shared;
 use crate::store::Store;
 use client_metadata::MetadataFetcher;
 
 /// What the authorization server's handlers need.
-#[derive(Debug, Clone)]
-pub(crate) struct OAuthState {
+pub(crate) type OAuthState = Shared<OAuthShared>;
+
+/// The contents of an [`OAuthState`].
+#[derive(Debug)]
+pub(crate) struct OAuthShared {
     pub(crate) config: Arc<Config>,
     pub(crate) store: Store,
     /// "Now" for every expiry the handlers compute.

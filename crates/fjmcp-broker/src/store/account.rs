@@ -60,7 +60,7 @@ impl Store {
         upstream_verifier: &SecretString,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        let sealed = self.sealer.seal(
+        let sealed = self.inner.sealer.seal(
             upstream_verifier.expose_secret().as_bytes(),
             &login_verifier_context(state_hash),
         );
@@ -73,7 +73,7 @@ impl Store {
         .bind(sealed)
         .bind(self.now())
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         Ok(())
     }
@@ -95,13 +95,14 @@ impl Store {
         .bind(state_hash.as_str())
         .bind(browser_hash.as_str())
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
         let sealed: Vec<u8> = column(&row, "sealed_upstream_verifier")?;
         let verifier = self
+            .inner
             .sealer
             .open(&sealed, &login_verifier_context(state_hash))?;
         String::from_utf8(verifier)
@@ -125,7 +126,7 @@ impl Store {
         .bind(user_id)
         .bind(self.now())
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -142,7 +143,7 @@ impl Store {
         )
         .bind(id_hash.as_str())
         .bind(self.now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         row.map(|row| {
             Ok(AccountSession {
@@ -158,7 +159,7 @@ impl Store {
     pub async fn end_account_session(&self, id_hash: &SecretHash) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM account_sessions WHERE id_hash = $1")
             .bind(id_hash.as_str())
-            .execute(&self.pool)
+            .execute(&self.inner.pool)
             .await?;
         Ok(())
     }
@@ -172,7 +173,7 @@ impl Store {
              ORDER BY g.created_at DESC, g.id",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.inner.pool)
         .await?
         .iter()
         .map(|row| {

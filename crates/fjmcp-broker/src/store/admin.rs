@@ -90,7 +90,7 @@ impl Store {
                  (SELECT COUNT(*) FROM grants g WHERE g.user_id = u.id AND g.revoked_at IS NULL) AS live_grants
              FROM users u ORDER BY u.login, u.id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.inner.pool)
         .await?
         .iter()
         .map(|row| {
@@ -113,7 +113,7 @@ impl Store {
         ] {
             let rows = sqlx::query(statement)
                 .bind(id_or_login)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.inner.pool)
                 .await?;
             if !rows.is_empty() {
                 return rows.iter().map(user_from_row).collect();
@@ -129,7 +129,7 @@ impl Store {
                  (SELECT COUNT(*) FROM grants g WHERE g.client_id = c.client_id AND g.revoked_at IS NULL) AS live_grants
              FROM clients c ORDER BY c.created_at, c.client_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.inner.pool)
         .await?
         .iter()
         .map(|row| {
@@ -153,7 +153,7 @@ impl Store {
         .bind(filter.user_id.as_deref())
         .bind(filter.client_id.as_deref())
         .bind(i64::from(filter.include_revoked))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.inner.pool)
         .await?
         .iter()
         .map(|row| {
@@ -177,7 +177,7 @@ impl Store {
              ORDER BY s.created_at, s.grant_id",
         )
         .bind(self.now())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.inner.pool)
         .await?
         .iter()
         .map(|row| {
@@ -297,7 +297,7 @@ impl Store {
         .bind(since.unwrap_or(i64::MIN))
         .bind(user_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.inner.pool)
         .await?
         .iter()
         .map(stored_audit_event)

@@ -25,7 +25,7 @@ impl Store {
         .bind(event.user_id.as_deref())
         .bind(event.client_id.as_deref())
         .bind(event.detail.to_string())
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         Ok(())
     }
@@ -34,7 +34,7 @@ impl Store {
     pub async fn recent_audit(&self, limit: i64) -> Result<Vec<(i64, AuditEvent)>, StoreError> {
         sqlx::query("SELECT * FROM audit_events ORDER BY id DESC LIMIT $1")
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.inner.pool)
             .await?
             .iter()
             .map(|row| {

@@ -128,7 +128,7 @@ impl Store {
         &self,
         pending: &NewPendingAuthorization,
     ) -> Result<(), StoreError> {
-        let sealed = self.sealer.seal(
+        let sealed = self.inner.sealer.seal(
             pending.upstream_verifier.expose_secret().as_bytes(),
             &verifier_context(&pending.state_hash),
         );
@@ -147,7 +147,7 @@ impl Store {
         .bind(sealed)
         .bind(self.now())
         .bind(pending.expires_at)
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         metrics().oauth_event(OAuthEvent::AuthorizationStarted);
         Ok(())
@@ -167,7 +167,7 @@ impl Store {
         )
         .bind(state_hash.as_str())
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         row.map(|row| self.pending_from_row(&row)).transpose()
     }
@@ -184,7 +184,7 @@ impl Store {
         csrf_hash: &SecretHash,
     ) -> Result<(), StoreError> {
         let seal = |secret: &SecretString, column: &str| {
-            self.sealer.seal(
+            self.inner.sealer.seal(
                 secret.expose_secret().as_bytes(),
                 &held_context(state_hash, column),
             )
@@ -208,7 +208,7 @@ impl Store {
         .bind(access)
         .bind(refresh)
         .bind(held.map(|c| c.access_expires_at))
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         Ok(())
     }
@@ -230,7 +230,7 @@ impl Store {
         .bind(ticket_hash.as_str())
         .bind(csrf_hash.as_str())
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         let Some(row) = row else {
             return Ok(None);
@@ -243,7 +243,7 @@ impl Store {
              WHERE state_hash = $1",
         )
         .bind(pending.request.state_hash.as_str())
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         Ok(Some(pending))
     }
@@ -256,7 +256,7 @@ impl Store {
         )
         .bind(state_hash.as_str())
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         Ok(())
     }
@@ -267,7 +267,7 @@ impl Store {
         code: &NewAuthorizationCode,
     ) -> Result<GrantRecord, StoreError> {
         let now = self.now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.inner.pool.begin().await?;
         let grant = insert_grant(&mut tx, &code.grant, now).await?;
         sqlx::query(
             "INSERT INTO auth_codes (code_hash, grant_id, client_id, redirect_uri, code_challenge,
@@ -311,7 +311,7 @@ impl Store {
         .bind(proof.client_id)
         .bind(proof.challenge)
         .bind(proof.redirect_uri)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         if let Some(row) = row {
             return Ok(CodeRedemption::Redeemed(RedeemedCode {
@@ -326,7 +326,7 @@ impl Store {
         }
         let Some(row) = sqlx::query("SELECT * FROM auth_codes WHERE code_hash = $1")
             .bind(code_hash.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.inner.pool)
             .await?
         else {
             return Ok(CodeRedemption::Unknown);
@@ -354,7 +354,10 @@ impl Store {
         let state_hash = SecretHash::from_stored(column(row, "state_hash")?);
         let held = self.held_from_row(row, &state_hash)?;
         let sealed: Vec<u8> = column(row, "sealed_upstream_verifier")?;
-        let verifier = self.sealer.open(&sealed, &verifier_context(&state_hash))?;
+        let verifier = self
+            .inner
+            .sealer
+            .open(&sealed, &verifier_context(&state_hash))?;
         let verifier = String::from_utf8(verifier)
             .map_err(|_| StoreError::Corrupt("upstream verifier is not UTF-8".into()))?;
         Ok(PendingAuthorization {
@@ -389,6 +392,7 @@ impl Store {
         };
         let open = |sealed: &[u8], column: &str| -> Result<SecretString, StoreError> {
             let plain = self
+                .inner
                 .sealer
                 .open(sealed, &held_context(state_hash, column))?;
             String::from_utf8(plain)

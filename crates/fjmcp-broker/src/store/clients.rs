@@ -83,7 +83,7 @@ impl Store {
         .bind(&client.metadata)
         .bind(self.now())
         .bind(client.metadata_expires_at)
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         if client.kind == ClientKind::Registered {
             metrics().oauth_event(OAuthEvent::ClientRegistered);
@@ -95,7 +95,7 @@ impl Store {
     pub async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
         sqlx::query("SELECT * FROM clients WHERE client_id = $1")
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.inner.pool)
             .await?
             .map(|row| client_from_row(&row))
             .transpose()

@@ -32,9 +32,9 @@ pub struct CredentialLock {
 impl Store {
     /// Locks the user's credential for a refresh (see the module comment).
     pub async fn lock_credential(&self, user_id: &str) -> Result<CredentialLock, StoreError> {
-        let tx = match self.backend {
+        let tx = match self.inner.backend {
             Backend::Postgres => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.inner.pool.begin().await?;
                 sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
                     .bind(user_id)
                     .execute(&mut *tx)
@@ -106,7 +106,7 @@ impl CredentialLock {
                 Ok(generation)
             }
             None => {
-                let mut conn = self.store.pool.acquire().await?;
+                let mut conn = self.store.inner.pool.acquire().await?;
                 replace_in(&self.store, &mut conn, &identity, credential, expected).await
             }
         }

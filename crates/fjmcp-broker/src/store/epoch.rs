@@ -56,24 +56,24 @@ pub(super) async fn advance_in(conn: &mut AnyConnection) -> Result<(), StoreErro
 impl Store {
     /// The local epoch: an entry cached at an older epoch must be checked again.
     pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.local.load(Ordering::Acquire)
+        self.inner.epoch.local.load(Ordering::Acquire)
     }
 
     /// After a commit that revoked something: this instance's caches stop
     /// trusting what they hold at once.
     pub(super) fn revoked_here(&self) {
-        self.epoch.advance();
+        self.inner.epoch.advance();
     }
 
     /// Reads the database's epoch once; a change moves the local epoch.
     pub(crate) async fn poll_epoch(&self) -> Result<(), StoreError> {
         let row = sqlx::query("SELECT epoch FROM revocation_epoch WHERE id = 1")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.inner.pool)
             .await?;
         let current: i64 = column(&row, "epoch")?;
-        let previous = self.epoch.seen.swap(current, Ordering::AcqRel);
+        let previous = self.inner.epoch.seen.swap(current, Ordering::AcqRel);
         if previous != current {
-            self.epoch.advance();
+            self.inner.epoch.advance();
         }
         Ok(())
     }
@@ -90,7 +90,7 @@ impl Store {
                 _ = tick.tick() => {
                     if let Err(e) = self.poll_epoch().await {
                         tracing::warn!(error = %e, "cannot read the revocation epoch; not trusting caches");
-                        self.epoch.advance();
+                        self.inner.epoch.advance();
                     }
                 }
             }

@@ -38,7 +38,7 @@ impl GrantRecord {
 impl Store {
     /// Creates a grant with a fresh id.
     pub async fn create_grant(&self, grant: &NewGrant) -> Result<GrantRecord, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.inner.pool.acquire().await?;
         insert_grant(&mut conn, grant, self.now()).await
     }
 
@@ -46,7 +46,7 @@ impl Store {
     pub async fn grant(&self, grant_id: &str) -> Result<Option<GrantRecord>, StoreError> {
         sqlx::query("SELECT * FROM grants WHERE id = $1")
             .bind(grant_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.inner.pool)
             .await?
             .map(|row| grant_from_row(&row))
             .transpose()
@@ -58,7 +58,7 @@ impl Store {
             "SELECT * FROM grants WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.inner.pool)
         .await?
         .iter()
         .map(grant_from_row)
@@ -69,7 +69,7 @@ impl Store {
     /// access and refresh tokens, unused codes and 2025-era sessions. Returns
     /// false if the grant was unknown or already revoked.
     pub async fn revoke_grant(&self, grant_id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.inner.pool.begin().await?;
         let revoked = revoke_grant_in(&mut tx, grant_id, self.now()).await?;
         tx.commit().await?;
         if revoked {
@@ -94,7 +94,7 @@ impl Store {
         .bind(client_id)
         .bind(scopes)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         metrics().oauth_event(OAuthEvent::ConsentGiven);
         Ok(())
@@ -105,7 +105,7 @@ impl Store {
         Ok(
             sqlx::query("SELECT 1 AS approved FROM consents WHERE client_id = $1 LIMIT 1")
                 .bind(client_id)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.inner.pool)
                 .await?
                 .is_some(),
         )
@@ -119,7 +119,7 @@ impl Store {
         user_id: &str,
         client_id: &str,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.inner.pool.acquire().await?;
         withdraw_consent_in(&mut conn, user_id, client_id).await
     }
 
@@ -132,7 +132,7 @@ impl Store {
         sqlx::query("SELECT scopes FROM consents WHERE user_id = $1 AND client_id = $2")
             .bind(user_id)
             .bind(client_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.inner.pool)
             .await?
             .map(|row| column(&row, "scopes"))
             .transpose()

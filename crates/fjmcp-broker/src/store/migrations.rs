@@ -65,12 +65,12 @@ const CREATE_LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
 )";
 
 pub(super) async fn apply(store: &Store) -> Result<(), StoreError> {
-    let mut tx = match store.backend {
+    let mut tx = match store.inner.backend {
         // IMMEDIATE takes the write lock up front, so two brokers starting on the same
         // file wait for each other instead of failing on a read-to-write upgrade.
         Backend::Sqlite => store.begin_write().await?,
         Backend::Postgres => {
-            let mut tx = store.pool.begin().await?;
+            let mut tx = store.inner.pool.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(POSTGRES_MIGRATION_LOCK)
                 .execute(&mut *tx)
@@ -90,7 +90,7 @@ pub(super) async fn apply(store: &Store) -> Result<(), StoreError> {
         return Err(StoreError::SchemaTooNew { found, known });
     }
     for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        let sql = match store.backend {
+        let sql = match store.inner.backend {
             Backend::Sqlite => migration.sqlite,
             Backend::Postgres => migration.postgres,
         };

@@ -100,9 +100,14 @@ pub enum StoreError {
     Sealed(#[from] OpenError),
 }
 
-/// The broker's persistent state.
+/// The broker's persistent state. Cloned into every request's handler state,
+/// so one reference count.
 #[derive(Clone)]
 pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
     /// Connection pool; `Any` so one set of statements serves both backends.
     pool: AnyPool,
     /// Which backend the pool talks to, for the few dialect differences.
@@ -112,13 +117,13 @@ pub struct Store {
     /// Source of "now" for every timestamp the store writes or compares.
     clock: Arc<dyn Clock>,
     /// What this instance knows of revocations (see `epoch.rs`).
-    epoch: Arc<epoch::Epoch>,
+    epoch: epoch::Epoch,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("backend", &self.backend)
+            .field("backend", &self.inner.backend)
             .finish_non_exhaustive()
     }
 }
@@ -145,7 +150,7 @@ impl Store {
         clock: Arc<dyn Clock>,
     ) -> Result<Store, StoreError> {
         let store = Store::connect(location, sealer, clock, false).await?;
-        let found = match migrations::current_version(&store.pool).await {
+        let found = match migrations::current_version(&store.inner.pool).await {
             Ok(found) => found,
             Err(StoreError::Database(e)) => return Err(StoreError::NoSchema(e)),
             Err(other) => return Err(other),
@@ -206,45 +211,47 @@ impl Store {
             .connect(&url)
             .await?;
         Ok(Store {
-            pool,
-            backend,
-            sealer,
-            clock,
-            epoch: Arc::new(epoch::Epoch::new()),
+            inner: Arc::new(StoreInner {
+                pool,
+                backend,
+                sealer,
+                clock,
+                epoch: epoch::Epoch::new(),
+            }),
         })
     }
 
     /// Which backend this store uses.
     pub(crate) fn backend(&self) -> Backend {
-        self.backend
+        self.inner.backend
     }
 
     /// Answers whether the database is reachable and usable (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.inner.pool).await?;
         Ok(())
     }
 
     /// Closes every connection; later calls fail.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.inner.pool.close().await;
     }
 
     /// The schema version the database is at.
     pub async fn schema_version(&self) -> Result<i64, StoreError> {
-        migrations::current_version(&self.pool).await
+        migrations::current_version(&self.inner.pool).await
     }
 
     fn now(&self) -> i64 {
-        self.clock.now()
+        self.inner.clock.now()
     }
 
     /// A transaction that writes: SQLite takes its write lock up front (a later
     /// upgrade from read to write could fail instead of waiting).
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        Ok(match self.inner.backend {
+            Backend::Sqlite => self.inner.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.inner.pool.begin().await?,
         })
     }
 }

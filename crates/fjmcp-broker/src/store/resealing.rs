@@ -109,7 +109,7 @@ impl Store {
         let mut count = 0;
         for sealed in SEALED_COLUMNS {
             self.for_each_sealed(sealed, |_, value| {
-                if !self.sealer.is_current(value) {
+                if !self.inner.sealer.is_current(value) {
                     count += 1;
                 }
             })
@@ -125,7 +125,7 @@ impl Store {
         };
         let mut stale = Vec::new();
         self.for_each_sealed(sealed, |key, value| {
-            if self.sealer.is_current(value) {
+            if self.inner.sealer.is_current(value) {
                 report.already_current += 1;
             } else {
                 stale.push((key.to_string(), value.to_vec()));
@@ -140,19 +140,19 @@ impl Store {
         );
         for (key, value) in stale {
             let context = SealContext::new(sealed.table, &key, sealed.context);
-            let plain = match self.sealer.open(&value, &context) {
+            let plain = match self.inner.sealer.open(&value, &context) {
                 Ok(plain) => plain,
                 Err(why) => {
                     report.unopenable.push((key, why));
                     continue;
                 }
             };
-            let fresh = self.sealer.seal(&plain, &context);
+            let fresh = self.inner.sealer.seal(&plain, &context);
             let done = sqlx::query(sqlx::AssertSqlSafe(update.clone()))
                 .bind(fresh)
                 .bind(&key)
                 .bind(value)
-                .execute(&self.pool)
+                .execute(&self.inner.pool)
                 .await?;
             if done.rows_affected() == 1 {
                 report.resealed += 1;
@@ -182,7 +182,7 @@ impl Store {
             let rows = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
                 .bind(&after)
                 .bind(PAGE)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.inner.pool)
                 .await?;
             for row in &rows {
                 let key: String = column(row, "k")?;

@@ -36,7 +36,7 @@ impl Store {
         .bind(protocol_version)
         .bind(now)
         .bind(now + idle_seconds)
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         Ok(())
     }
@@ -56,7 +56,7 @@ impl Store {
         let now = self.now();
         // SQLite: the IMMEDIATE transaction holds the database's write lock.
         let mut tx = self.begin_write().await?;
-        if self.backend == Backend::Postgres {
+        if self.inner.backend == Backend::Postgres {
             // Serializes the user's session creations across instances.
             sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
                 .bind(user_id)
@@ -100,7 +100,7 @@ impl Store {
         .bind(id_hash.as_str())
         .bind(now)
         .bind(now + idle_seconds)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         row.map(|row| {
             Ok(SessionRecord {
@@ -127,7 +127,7 @@ impl Store {
         .bind(id_hash.as_str())
         .bind(grant_id)
         .bind(self.now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         Ok(row.is_some())
     }
@@ -189,7 +189,7 @@ impl Store {
             "SELECT COUNT(*) AS n FROM sessions WHERE deleted_at IS NULL AND expires_at > $1",
         )
         .bind(self.now())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.inner.pool)
         .await?;
         column(&row, "n")
     }
@@ -201,7 +201,7 @@ impl Store {
         )
         .bind(user_id)
         .bind(self.now())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.inner.pool)
         .await?;
         column(&row, "n")
     }
@@ -211,7 +211,7 @@ impl Store {
         let done =
             sqlx::query("DELETE FROM sessions WHERE expires_at <= $1 OR deleted_at IS NOT NULL")
                 .bind(self.now())
-                .execute(&self.pool)
+                .execute(&self.inner.pool)
                 .await?;
         Ok(done.rows_affected())
     }

@@ -35,7 +35,7 @@ impl Store {
                 "DELETE FROM {table} WHERE expires_at <= $1"
             )))
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.inner.pool)
             .await?
             .rows_affected();
         }
@@ -62,7 +62,7 @@ impl Store {
         )
         .bind(created_before)
         .bind(self.now())
-        .execute(&self.pool)
+        .execute(&self.inner.pool)
         .await?;
         Ok(done.rows_affected())
     }
@@ -71,7 +71,7 @@ impl Store {
     pub async fn sweep_audit(&self, before: i64) -> Result<u64, StoreError> {
         let done = sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.inner.pool)
             .await?;
         Ok(done.rows_affected())
     }
@@ -89,7 +89,7 @@ impl Store {
                  UNION ALL SELECT MIN(expires_at) FROM account_sessions
              ) AS expiries",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.inner.pool)
         .await?;
         column(&row, "next")
     }

@@ -63,7 +63,7 @@ impl Store {
         grant: &GrantRecord,
         pair: &NewTokenPair,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.inner.pool.begin().await?;
         insert_pair(&mut tx, grant, pair, &random_id(), None, self.now()).await?;
         tx.commit().await?;
         metrics().oauth_event(OAuthEvent::TokensIssued);
@@ -84,7 +84,7 @@ impl Store {
         )
         .bind(token_hash.as_str())
         .bind(self.now())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?;
         row.map(|row| {
             Ok(AccessTokenGrant {
@@ -110,7 +110,7 @@ impl Store {
     ) -> Result<RefreshOutcome, StoreError> {
         let now = self.now();
         let mut tx = self.begin_write().await?;
-        let select = match self.backend {
+        let select = match self.inner.backend {
             // Serializes concurrent rotations of one token across instances.
             Backend::Postgres => {
                 "SELECT t.*, g.user_id, g.scopes AS grant_scopes, g.resource, g.created_at AS grant_created_at,
@@ -228,7 +228,7 @@ impl Store {
         ] {
             if let Some(row) = sqlx::query(statement)
                 .bind(token_hash.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.inner.pool)
                 .await?
             {
                 return Ok(Some((

@@ -41,12 +41,13 @@ impl Store {
         user_id: &str,
         credential: &UpstreamCredential,
     ) -> (Vec<u8>, Option<Vec<u8>>) {
-        let access = self.sealer.seal(
+        let access = self.inner.sealer.seal(
             credential.access_token.expose_secret().as_bytes(),
             &access_context(user_id),
         );
         let refresh = credential.refresh_token.as_ref().map(|token| {
-            self.sealer
+            self.inner
+                .sealer
                 .seal(token.expose_secret().as_bytes(), &refresh_context(user_id))
         });
         (access, refresh)
@@ -60,7 +61,7 @@ impl Store {
         user: &UserIdentity,
         credential: &UpstreamCredential,
     ) -> Result<i64, StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.inner.pool.acquire().await?;
         self.write_credential_in(&mut conn, user, credential).await
     }
 
@@ -102,7 +103,7 @@ impl Store {
     pub async fn user(&self, user_id: &str) -> Result<Option<UserRecord>, StoreError> {
         sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.inner.pool)
             .await?
             .map(|row| user_from_row(&row))
             .transpose()
@@ -115,7 +116,7 @@ impl Store {
     ) -> Result<Option<(UserRecord, UpstreamCredential)>, StoreError> {
         let Some(row) = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(user_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.inner.pool)
             .await?
         else {
             return Ok(None);
@@ -127,7 +128,7 @@ impl Store {
         };
         let sealed_refresh: Option<Vec<u8>> = column(&row, "sealed_refresh_token")?;
         let open = |sealed: &[u8], context| -> Result<SecretString, StoreError> {
-            let plain = self.sealer.open(sealed, &context)?;
+            let plain = self.inner.sealer.open(sealed, &context)?;
             String::from_utf8(plain)
                 .map(SecretString::from)
                 .map_err(|_| StoreError::Corrupt("sealed token is not UTF-8".into()))
@@ -152,7 +153,7 @@ impl Store {
             "SELECT generation, credential_dead_at, sealed_access_token FROM users WHERE id = $1",
         )
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.inner.pool)
         .await?
         else {
             return Ok(None);
