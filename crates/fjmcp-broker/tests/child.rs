@@ -780,7 +780,7 @@ done
 }
 
 #[tokio::test]
-async fn resource_limits_are_applied_through_the_wrapper() {
+async fn resource_limits_are_in_place_before_the_child_reads_its_first_message() {
     init_logs();
     let _shared = PROCESSES.read().await;
     let dir = tempfile::tempdir().unwrap();
@@ -808,32 +808,10 @@ while IFS= read -r line; do :; done
     assert_eq!(init["cpu"], json!("100"), "{init}");
     child.stop().await;
 
-    // Without limits the child runs directly, not under the wrapper's limits.
+    // Without limits the child keeps the broker's.
     let child = Child::spawn(script_spec(dir.path(), body)).await.unwrap();
     assert_ne!(child.initialize_result()["nofile"], json!("64"));
     child.stop().await;
-
-    // The wrapper reports a program it cannot run on stderr.
-    let mut spec = spec_for(vec!["/nonexistent/forgejo-mcp".into()], dir.path());
-    spec.limits = ResourceLimits {
-        open_files: Some(64),
-        wrapper: Some(BROKER.into()),
-        ..ResourceLimits::default()
-    };
-    let Err(ChildError::StartFailed {
-        reason,
-        stderr_tail,
-    }) = Child::spawn(spec).await
-    else {
-        panic!("a missing program under the wrapper fails to start");
-    };
-    assert!(reason.contains("exit status 127"), "{reason}");
-    assert!(
-        stderr_tail
-            .iter()
-            .any(|l| l.contains("cannot run /nonexistent/forgejo-mcp")),
-        "{stderr_tail:?}"
-    );
 }
 
 #[tokio::test]
@@ -943,6 +921,33 @@ while IFS= read -r line; do :; done
             owned.display()
         );
     }
+
+    // Another user's limits are set by the wrapper, which reports a program it
+    // cannot run on stderr.
+    let mut spec = spec_for(vec!["/nonexistent/forgejo-mcp".into()], dir.path());
+    spec.run_as = Some(fjmcp_broker::config::UnixUser {
+        uid: 65534,
+        gid: 65534,
+    });
+    spec.limits = ResourceLimits {
+        open_files: Some(64),
+        wrapper: Some(BROKER.into()),
+        ..ResourceLimits::default()
+    };
+    let Err(ChildError::StartFailed {
+        reason,
+        stderr_tail,
+    }) = Child::spawn(spec).await
+    else {
+        panic!("a missing program under the wrapper fails to start");
+    };
+    assert!(reason.contains("exit status 127"), "{reason}");
+    assert!(
+        stderr_tail
+            .iter()
+            .any(|l| l.contains("cannot run /nonexistent/forgejo-mcp")),
+        "{stderr_tail:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,18 +1,26 @@
-//! Resource limits for a child, set without `unsafe`.
+//! Resource limits for a child, set without `unsafe`, in one of two ways.
 //!
-//! Limits must be set in the child after `fork` and before `exec`, which in Rust means
-//! `CommandExt::pre_exec`, an `unsafe` function this crate forbids. Instead the broker re-executes
-//! itself through a hidden subcommand, [`EXEC_LIMITED`]: that process (already the child: same
-//! pid, process group, working directory and environment) lowers its own limits with
-//! `setrlimit` and then replaces itself with the real program through the safe
-//! `CommandExt::exec`. Only used when some limit is set, so the common case spawns the program
-//! directly.
+//! Setting limits between `fork` and `exec` needs `CommandExt::pre_exec`, an `unsafe` function
+//! this crate forbids. So a child running as the broker's own user gets its limits with
+//! `prlimit(2)` right after the spawn ([`ResourceLimits::apply_to`]), before the broker writes it
+//! anything: its program starts under the broker's limits for those microseconds and has its own
+//! before its first message. These limits stop a child that runs away while serving (memory,
+//! descriptors, CPU, processes); they are not a sandbox against the program's start-up.
+//!
+//! Setting the limits of another user's process takes `CAP_SYS_RESOURCE`, which containers
+//! drop; a child running as another user therefore goes through a wrapper: the broker
+//! re-executes itself with a hidden subcommand, [`EXEC_LIMITED`], and that process (already the
+//! child: same pid, process group, user, working directory and environment) lowers its own
+//! limits with `setrlimit` and then replaces itself with the real program through the safe
+//! `CommandExt::exec`. That costs a second `exec` of the broker's binary on every spawn (about
+//! a millisecond of a new user's first response), which is why it is not the common path.
 
 use std::ffi::{OsStr, OsString};
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
-use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+use rustix::process::{Pid, Resource, Rlimit, getrlimit, prlimit, setrlimit};
 
 /// The hidden first argument that makes the broker binary act as the limit-setting wrapper.
 /// `main` checks for it before parsing the command line, so it never appears in `--help` and
@@ -46,6 +54,40 @@ impl ResourceLimits {
             || self.open_files.is_some()
             || self.cpu_seconds.is_some()
             || self.processes.is_some()
+    }
+
+    /// Sets every limit on the process `pid`: a child just spawned as the broker's user, which
+    /// inherited the broker's limits. Each is capped at the broker's own hard limit, since
+    /// raising a hard limit takes a privilege the broker need not have. A child that has
+    /// already exited is not an error here; its start fails on its own.
+    pub(crate) fn apply_to(&self, pid: u32) -> io::Result<()> {
+        let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            return Err(io::Error::other(format!("not a process id: {pid}")));
+        };
+        for (name, resource, wanted) in self.set() {
+            match prlimit(Some(pid), resource, both(capped(resource, wanted))) {
+                Ok(_) | Err(rustix::io::Errno::SRCH) => {}
+                Err(e) => {
+                    return Err(io::Error::other(format!(
+                        "cannot set {name} of the child: {}",
+                        io::Error::from(e)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The limits that are set, with the resource each one limits.
+    fn set(&self) -> impl Iterator<Item = (&'static str, Resource, u64)> {
+        [
+            ("RLIMIT_AS", Resource::As, self.address_space_bytes),
+            ("RLIMIT_NOFILE", Resource::Nofile, self.open_files),
+            ("RLIMIT_CPU", Resource::Cpu, self.cpu_seconds),
+            ("RLIMIT_NPROC", Resource::Nproc, self.processes),
+        ]
+        .into_iter()
+        .filter_map(|(name, resource, value)| Some((name, resource, value?)))
     }
 
     /// The wrapper's arguments (after the wrapper binary itself):
@@ -160,15 +202,7 @@ pub fn exec_limited(args: impl IntoIterator<Item = OsString>) -> ExecLimitedErro
         Err(e) => return e,
     };
     for (name, resource, wanted) in plan.limits {
-        let value = match getrlimit(resource).maximum {
-            Some(hard) => wanted.min(hard),
-            None => wanted,
-        };
-        let limit = Rlimit {
-            current: Some(value),
-            maximum: Some(value),
-        };
-        if let Err(e) = setrlimit(resource, limit) {
+        if let Err(e) = setrlimit(resource, both(capped(resource, wanted))) {
             return ExecLimitedError::SetLimit {
                 resource: name,
                 source: e.into(),
@@ -181,6 +215,23 @@ pub fn exec_limited(args: impl IntoIterator<Item = OsString>) -> ExecLimitedErro
     ExecLimitedError::Exec {
         program: OsStr::new(&plan.program).to_string_lossy().into_owned(),
         source,
+    }
+}
+
+/// `wanted`, or this process's hard limit of `resource` if that is lower: an unprivileged
+/// process cannot raise it.
+fn capped(resource: Resource, wanted: u64) -> u64 {
+    match getrlimit(resource).maximum {
+        Some(hard) => wanted.min(hard),
+        None => wanted,
+    }
+}
+
+/// `value` as both the soft and the hard limit, so the child cannot raise it again.
+fn both(value: u64) -> Rlimit {
+    Rlimit {
+        current: Some(value),
+        maximum: Some(value),
     }
 }
 
@@ -220,8 +271,22 @@ mod tests {
     }
 
     #[test]
-    fn no_limits_means_no_wrapper() {
+    fn no_limits_means_nothing_to_apply() {
         assert!(!ResourceLimits::default().any());
+        assert_eq!(ResourceLimits::default().set().count(), 0);
+    }
+
+    #[test]
+    fn the_wrapper_and_prlimit_set_the_same_limits() {
+        let limits = ResourceLimits {
+            address_space_bytes: Some(1 << 30),
+            open_files: Some(64),
+            cpu_seconds: None,
+            processes: Some(512),
+            wrapper: None,
+        };
+        let plan = parse(limits.wrapper_args(&["prog".into()]).into_iter().skip(1)).unwrap();
+        assert_eq!(plan.limits, limits.set().collect::<Vec<_>>());
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! and stops and reaps.
 //!
 //! Layout: [`process`] spawns, signals, reaps and logs stderr; [`connection`] frames stdout and
-//! stdin and rewrites ids and progress tokens; [`limits`] is the `setrlimit` wrapper;
+//! stdin and rewrites ids and progress tokens; [`limits`] sets a child's resource limits
+//! (`prlimit`, or a `setrlimit` wrapper for a child of another user);
 //! [`lines`] reads newline-delimited input with a bounded line length; [`probe`] is
 //! `check-config`'s look at the child command.
 //!
@@ -80,7 +81,8 @@ pub struct ChildSpec {
     pub work_dir: PathBuf,
     /// Names the child in logs, e.g. `user:42 gen:3`. Never a token.
     pub label: String,
-    /// Optional `setrlimit` limits; any set limit routes the start through the wrapper.
+    /// Optional resource limits: set on the child right after it is spawned, or by the
+    /// wrapper it is spawned through when it runs as another user.
     pub limits: ResourceLimits,
     /// Run the child as this user (its working directory is handed to it); `None` runs it
     /// as the broker's user.
@@ -117,6 +119,12 @@ impl ChildSpec {
             stop_grace: DEFAULT_STOP_GRACE,
             tasks: TaskTracker::new(),
         }
+    }
+
+    /// Whether the limits are set by the wrapper rather than on the running child: for a child
+    /// of another user, whose limits the broker may not be allowed to change.
+    pub(crate) fn limits_through_wrapper(&self) -> bool {
+        self.limits.any() && self.run_as.is_some()
     }
 }
 
@@ -265,6 +273,10 @@ impl Child {
                 "the child's pipes are missing",
             )));
         };
+        if !spec.limits_through_wrapper() {
+            // Before the child is sent anything; on failure kill_on_drop ends it.
+            spec.limits.apply_to(pid).map_err(ChildError::Spawn)?;
+        }
         let label = spec.label.clone();
         let close_stdin = CancellationToken::new();
         let tasks = spec.tasks.clone();

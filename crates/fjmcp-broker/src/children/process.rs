@@ -35,7 +35,7 @@ const HOME_DIR: &str = "home";
 const TMP_DIR: &str = "tmp";
 
 /// Builds the command for `spec`: directly, or through the limits wrapper when a resource limit
-/// is set. Never through a shell; the environment is `spec.env` plus `HOME` and `TMPDIR`, which
+/// is set and the child runs as another user (see `limits.rs`). Never through a shell; the environment is `spec.env` plus `HOME` and `TMPDIR`, which
 /// are always the child's own directories ([`prepare_work_dir`]), never the broker's: children
 /// must not share a place to leave files for each other or read the broker's.
 pub(crate) fn command(spec: &ChildSpec) -> io::Result<Command> {
@@ -45,7 +45,7 @@ pub(crate) fn command(spec: &ChildSpec) -> io::Result<Command> {
             "the child command is empty",
         ));
     };
-    let mut command = if spec.limits.any() {
+    let mut command = if spec.limits_through_wrapper() {
         let wrapper = match &spec.limits.wrapper {
             Some(wrapper) => wrapper.clone(),
             None => std::env::current_exe()?,
