@@ -199,14 +199,20 @@ impl Credentials {
 
     /// At a session start: Forgejo accepts the user's token now, so a user who
     /// revoked the broker is sent to sign in at once. Concurrent starts of one
-    /// user share one check.
-    pub async fn check_session_start(&self, user_id: &str) -> Result<(), CredentialError> {
+    /// user share one check. Returns the credential it checked (`None` when it
+    /// shared another start's check), which a child started for this session
+    /// start takes without asking Forgejo a second time
+    /// (see [`crate::children::Pool::admit`]).
+    pub async fn check_session_start(
+        &self,
+        user_id: &str,
+    ) -> Result<Option<Credential>, CredentialError> {
         let state = self.state(user_id);
         let done_before = state.status.lock().checks_done;
         let _gate = state.gate.lock().await;
         if state.status.lock().checks_done > done_before {
             // A check completed while this one waited for the gate.
-            return Ok(());
+            return Ok(None);
         }
         let current = self.read(user_id).await?;
         let current = if current.expires_within(self.settings().min_validity, self.now()) {
@@ -214,7 +220,7 @@ impl Credentials {
         } else {
             current
         };
-        self.checked(&state, user_id, current, None).await.map(drop)
+        self.checked(&state, user_id, current, None).await.map(Some)
     }
 
     /// For a live child holding generation `held` whose token expires at

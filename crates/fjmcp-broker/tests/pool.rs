@@ -152,7 +152,7 @@ enum Outcome {
 
 /// Admits a request of `user` and sends it to their child.
 async fn call(pool: &Pool, user: &str, request: Value) -> Result<Value, Outcome> {
-    let lease = pool.admit(user).await.map_err(Outcome::Refused)?;
+    let lease = pool.admit(user, None).await.map_err(Outcome::Refused)?;
     lease.call(request, None).await.map_err(Outcome::Failed)
 }
 
@@ -199,7 +199,7 @@ async fn each_user_gets_an_own_child_with_only_their_token() {
         ]
     );
 
-    let lease = pool.admit(&alice).await.unwrap();
+    let lease = pool.admit(&alice, None).await.unwrap();
     assert_eq!(
         lease.initialize_result()["serverInfo"]["name"],
         "fjmcp-fixture-child"
@@ -513,7 +513,7 @@ async fn caps_refuse_with_distinct_errors() {
     settings.max_in_flight_per_child = 1;
     let pool = f.pool_with(settings);
     // One request admitted holds the child's only slot.
-    let held = pool.admit(&alice).await.unwrap();
+    let held = pool.admit(&alice, None).await.unwrap();
     match call(
         &pool,
         &alice,
@@ -560,13 +560,13 @@ async fn a_thousand_spawn_and_stop_cycles_leak_no_descriptors_or_zombies() {
     let pool = f.pool();
     let fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
     // Warm up once so lazily created descriptors (runtime, HTTP pools) exist.
-    pool.admit(&alice).await.unwrap();
+    pool.admit(&alice, None).await.unwrap();
     f.clock.advance(1_000);
     pool.reap_idle().await;
     wait_until(|| pool.live_children() == 0).await;
     let before = fds();
     for _ in 0..1_000 {
-        pool.admit(&alice).await.unwrap();
+        pool.admit(&alice, None).await.unwrap();
         f.clock.advance(1_000);
         pool.reap_idle().await;
     }

@@ -122,12 +122,16 @@ async fn start_session(
     principal: &Principal,
     id: &Option<Value>,
 ) -> Result<Lease, Refused> {
-    state
+    let checked = state
         .credentials
         .check_session_start(&principal.user_id)
         .await
         .for_request(id)?;
-    state.pool.admit(&principal.user_id).await.for_request(id)
+    state
+        .pool
+        .admit(&principal.user_id, checked)
+        .await
+        .for_request(id)
 }
 
 /// Counts the message by era and method class (fixed label values).
@@ -183,7 +187,7 @@ async fn modern(
     } else {
         state
             .pool
-            .admit(&principal.user_id)
+            .admit(&principal.user_id, None)
             .await
             .for_request(&id)?
     };
@@ -406,7 +410,7 @@ async fn legacy(
                 _ => {
                     let lease = state
                         .pool
-                        .admit(&principal.user_id)
+                        .admit(&principal.user_id, None)
                         .await
                         .for_request(&id)?;
                     let cancellable = state.cancellations.register(&session, &request.id);
