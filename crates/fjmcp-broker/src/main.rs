@@ -11,6 +11,14 @@ use fjmcp_broker::config::{self, ProcessEnvironment};
 use fjmcp_broker::server::{self, StartError};
 use fjmcp_broker::{admin, telemetry, version};
 
+/// mimalloc rather than glibc's malloc: on the hot path (a few dozen small
+/// allocations per request, freed on another worker thread as often as not)
+/// glibc's arenas, their locks and consolidation took about an eighth of the
+/// broker's CPU (see BENCHMARKS.md). Built with `no_thp` so transparent huge
+/// pages do not inflate the resident set the memory target is judged on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a configuration the broker refuses (as sysexits' EX_USAGE-like 2).
 const EXIT_CONFIG: u8 = 2;
 /// Exit code for a failure to start with a valid configuration.
