@@ -24,7 +24,7 @@ use crate::forgejo::{EndpointOverrides, ForgejoClient};
 use crate::http::{AppState, RateLimits, Routes, metrics_router, router};
 use crate::mcp::McpShared;
 use crate::oauth::client_metadata::{FetchPolicy, MetadataFetcher};
-use crate::oauth::{BearerShared, OAuthShared};
+use crate::oauth::{BearerShared, OAuthShared, VerifiedTokens};
 use crate::shared::Shared;
 use crate::store::{Store, StoreError};
 
@@ -140,6 +140,7 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
         clock.clone(),
         tasks.clone(),
     );
+    let verified = Arc::new(VerifiedTokens::default());
     let state = Shared::new(Routes {
         account: Shared::new(AccountShared {
             config: config.clone(),
@@ -155,12 +156,13 @@ pub fn assemble(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Bro
             forgejo,
             client_metadata,
             credentials: credentials.clone(),
+            verified: verified.clone(),
         }),
         bearer: Shared::new(BearerShared {
             config: config.clone(),
             store: store.clone(),
             clock: clock.clone(),
-            verified: Default::default(),
+            verified,
         }),
         mcp: Shared::new(McpShared::new(
             config.clone(),

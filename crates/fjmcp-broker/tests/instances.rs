@@ -65,6 +65,43 @@ async fn a_revocation_on_one_instance_is_seen_on_the_other_within_a_second() {
 }
 
 #[tokio::test]
+async fn a_token_minted_on_one_instance_and_revoked_on_the_other_is_refused_within_a_second() {
+    let Some(pair) = Pair::start(&[], |double| double).await else {
+        return;
+    };
+    let stack = &pair.stack;
+    let client = stack.register("minted", &[CLAUDE_CALLBACK]).await;
+    // Instance A mints the token and trusts it from then on without asking the store.
+    let tokens = stack.tokens_for("alice", &client).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let session = session_of(stack, access, "2025-11-25").await;
+
+    let revoked = stack
+        .http
+        .post(format!("{}/oauth/revoke", pair.second.url))
+        .form(&[("token", access), ("client_id", client.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    let echo = tool_call(json!(1), "echo", json!({"text": "x"}));
+    let seen = time_until(Duration::from_secs(5), async || {
+        post(
+            stack,
+            Some(access),
+            &[("mcp-session-id", &session)],
+            echo.clone(),
+        )
+        .await
+        .status
+            == 401
+    })
+    .await
+    .expect("instance A kept trusting the token it minted");
+    assert!(seen <= ACROSS_INSTANCES, "seen after {seen:?}");
+}
+
+#[tokio::test]
 async fn a_session_deleted_on_one_instance_is_404_on_the_other_within_a_second() {
     let Some(pair) = Pair::start(&[], |double| double).await else {
         return;

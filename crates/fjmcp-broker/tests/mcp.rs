@@ -876,6 +876,56 @@ async fn session_caps_batches_and_sessions_across_token_rotation() {
 }
 
 #[tokio::test]
+async fn a_refused_initialize_leaves_no_session_behind() {
+    let child = support::children::fixture_child().display().to_string();
+    let stack = Stack::start(&[
+        ("FJMCP_CHILD_COMMAND", &child),
+        ("FJMCP_MAX_CHILDREN", "1"),
+        ("FJMCP_MAX_SESSIONS_PER_USER", "1"),
+    ])
+    .await;
+    let alice = token_of(&stack, "alice").await;
+    let bob = token_of(&stack, "bob").await;
+    let session = session_of(&stack, &alice, "2025-11-25").await;
+    // The session's row is written while the child starts; Bob's child cannot.
+    for _ in 0..3 {
+        let full = post(&stack, Some(&bob), &[], initialize("2025-11-25")).await;
+        assert_eq!(full.status, 503, "{}", full.text);
+        assert!(
+            !full.text.contains("too many open sessions"),
+            "{}",
+            full.text
+        );
+    }
+
+    // Alice's child goes: Bob's next initialize is his first session, not his fourth.
+    let crash = post(
+        &stack,
+        Some(&alice),
+        &[("mcp-session-id", &session)],
+        support::mcp::tool_call(json!(1), "crash", json!({})),
+    )
+    .await;
+    assert_eq!(crash.json()["error"]["code"], -32603);
+    let mut last = None;
+    for _ in 0..100 {
+        let reply = post(&stack, Some(&bob), &[], initialize("2025-11-25")).await;
+        if reply.status == 200 {
+            assert!(reply.headers.contains_key("mcp-session-id"));
+            return;
+        }
+        assert!(
+            !reply.text.contains("too many open sessions"),
+            "{}",
+            reply.text
+        );
+        last = Some(reply.text);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("Bob never got a session: {last:?}");
+}
+
+#[tokio::test]
 async fn streams_end_with_their_session_and_never_hold_shutdown() {
     let mut stack = stack().await;
     let token = token_of(&stack, "alice").await;

@@ -38,6 +38,7 @@ use super::wire::{
 };
 use crate::children::Lease;
 use crate::clock::seconds;
+use crate::credentials::Credential;
 use crate::crypto::{SecretHash, hash_secret, mint_secret};
 use crate::oauth::Principal;
 
@@ -122,14 +123,24 @@ async fn start_session(
     principal: &Principal,
     id: &Option<Value>,
 ) -> Result<Lease, Refused> {
-    let checked = state
-        .credentials
-        .check_session_start(&principal.user_id)
-        .await
-        .for_request(id)?;
+    let checked = check_session_start(state, principal, id).await?;
     state
         .pool
         .admit(&principal.user_id, checked)
+        .await
+        .for_request(id)
+}
+
+/// A session start's check of the user's Forgejo token; the credential it
+/// returns serves a child started for this request.
+async fn check_session_start(
+    state: &McpState,
+    principal: &Principal,
+    id: &Option<Value>,
+) -> Result<Option<Credential>, Refused> {
+    state
+        .credentials
+        .check_session_start(&principal.user_id)
         .await
         .for_request(id)
 }
@@ -449,14 +460,12 @@ async fn initialize(
     accepts: Accepts,
 ) -> Answer {
     let id = Some(request.id.clone());
-    let lease = start_session(state, principal, &id).await?;
+    let checked = check_session_start(state, principal, &id).await?;
     let requested = request
         .message
         .pointer("/params/protocolVersion")
         .and_then(Value::as_str);
     let negotiated = negotiate_legacy_version(requested);
-    let result = legacy_initialize_result(lease.initialize_result(), negotiated);
-    drop(lease);
     let session = mint_secret(SESSION_PREFIX);
     let hash = hash_secret(&session);
     let idle = seconds(state.config.mcp.session_idle_timeout);
@@ -464,19 +473,34 @@ async fn initialize(
     // cannot overshoot the cap.
     let cap = i64::try_from(state.config.mcp.max_sessions_per_user).unwrap_or(i64::MAX);
     let epoch = state.sessions.epoch();
-    let created = state
-        .store
-        .create_session_capped(
+    // The session's row does not depend on the child: a new user's first
+    // answer waits for the slower of the two (the child's start), not both.
+    let (admitted, created) = tokio::join!(
+        state.pool.admit(&principal.user_id, checked),
+        state.store.create_session_capped(
             &hash,
             &principal.grant_id,
             &principal.user_id,
             negotiated,
             idle,
             cap,
-        )
-        .await
-        .map_err(|e| McpError::store(&e))
-        .for_request(&id)?;
+        ),
+    );
+    let lease = match admitted {
+        Ok(lease) => lease,
+        Err(refusal) => {
+            if let Ok(true) = created {
+                // Never handed out; it must not count towards the user's cap.
+                if let Err(e) = state.store.delete_session(&hash, &principal.grant_id).await {
+                    tracing::warn!(error = %e, "could not remove the session of a refused initialize");
+                }
+            }
+            return Err(refusal).for_request(&id);
+        }
+    };
+    let result = legacy_initialize_result(lease.initialize_result(), negotiated);
+    drop(lease);
+    let created = created.map_err(|e| McpError::store(&e)).for_request(&id)?;
     if !created {
         return Err(McpError::Unavailable {
             message: "this user has too many open sessions; end one (DELETE) or retry later".into(),

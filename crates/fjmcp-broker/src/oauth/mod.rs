@@ -41,6 +41,7 @@ pub(crate) use redirect_uri::shown_host;
 pub(crate) use register::register;
 pub(crate) use revoke::revoke;
 pub(crate) use token::token;
+pub(crate) use verified::VerifiedTokens;
 
 use crate::clock::Clock;
 use crate::config::Config;
@@ -66,4 +67,7 @@ pub(crate) struct OAuthShared {
     pub(crate) client_metadata: MetadataFetcher,
     /// Where a sign-in's Forgejo credential is saved.
     pub(crate) credentials: Credentials,
+    /// The bearer check's cache: a token minted here goes in at once, so a
+    /// client's first call after the exchange does not wait on the store.
+    pub(crate) verified: Arc<VerifiedTokens>,
 }

@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::json;
 
-use super::OAuthState;
 use super::clients;
 use super::errors::OAuthError;
 use super::params::Params;
 use super::resource::is_mcp_resource;
+use super::{OAuthState, Principal};
 use crate::clock::seconds;
 use crate::crypto::{
     constant_time_eq, hash_secret, mint_secret, s256_challenge, verifier_is_well_formed,
@@ -132,6 +132,8 @@ async fn authorization_code(
             "resource differs from the authorization request's",
         ));
     }
+    // Read before the grant is, as the bearer check reads it before the store.
+    let epoch = state.store.epoch();
     let grant = state
         .store
         .grant(&redeemed.grant_id)
@@ -141,6 +143,7 @@ async fn authorization_code(
     let refreshable = clients::allows_grant_type(client, "refresh_token");
     let (pair, access, refresh) = new_pair(state, refreshable);
     state.store.issue_tokens(&grant, &pair).await?;
+    remember_issued(state, &grant, &pair, epoch);
     Ok(token_response(state, &grant, &access, refresh.as_deref()))
 }
 
@@ -161,6 +164,7 @@ async fn refresh_token(
     }
     let (pair, access, refresh) = new_pair(state, true);
     let grace = seconds(state.config.oauth.refresh_reuse_grace);
+    let epoch = state.store.epoch();
     let outcome = state
         .store
         .rotate_refresh_token(
@@ -172,6 +176,7 @@ async fn refresh_token(
         .await?;
     match outcome {
         RefreshOutcome::Rotated(grant) => {
+            remember_issued(state, &grant, &pair, epoch);
             Ok(token_response(state, &grant, &access, refresh.as_deref()))
         }
         RefreshOutcome::ReuseDetected { grant_id } => {
@@ -208,6 +213,28 @@ fn new_pair(state: &OAuthState, with_refresh: bool) -> (NewTokenPair, String, Op
         }),
     };
     (pair, access, refresh)
+}
+
+/// Puts a token just minted into the bearer check's cache. The store vouches
+/// for it as much as a lookup would: its grant was live after `epoch` was
+/// read, and any revocation since moves the epoch.
+fn remember_issued(state: &OAuthState, grant: &GrantRecord, pair: &NewTokenPair, epoch: u64) {
+    // The bearer check would refuse a token of another resource; never cache one.
+    if !is_mcp_resource(&grant.grant.resource, &state.config.public_url.join("/mcp")) {
+        return;
+    }
+    let principal = Principal {
+        grant_id: grant.id.as_str().into(),
+        client_id: grant.grant.client_id.as_str().into(),
+        user_id: grant.grant.user_id.as_str().into(),
+    };
+    state.verified.insert(
+        &pair.access_hash,
+        principal,
+        pair.access_expires_at,
+        epoch,
+        state.clock.now(),
+    );
 }
 
 fn token_response(

@@ -194,6 +194,11 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            // A ping before every query catches a PostgreSQL connection the
+            // server or the network dropped; a SQLite connection (a file in this
+            // process) cannot go stale, and the ping would double every query's
+            // trip to its worker thread.
+            .test_before_acquire(backend == Backend::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
