@@ -71,6 +71,11 @@ impl Connection {
 
     /// `GET path`; only the status matters (readiness probes).
     pub(crate) async fn get(&mut self, path: &str, host: &str) -> Result<StatusCode> {
+        Ok(self.get_body(path, host).await?.0)
+    }
+
+    /// `GET path`: the status and the body.
+    pub(crate) async fn get_body(&mut self, path: &str, host: &str) -> Result<(StatusCode, Bytes)> {
         let request = Request::get(path)
             .header("host", host)
             .body(Full::new(Bytes::new()))?;
@@ -78,12 +83,13 @@ impl Connection {
             self.send.ready().await.context("connection closed")?;
             let response = self.send.send_request(request).await.context("request")?;
             let status = response.status();
-            response
+            let body = response
                 .into_body()
                 .collect()
                 .await
-                .context("read answer")?;
-            Ok(status)
+                .context("read answer")?
+                .to_bytes();
+            Ok((status, body))
         };
         tokio::time::timeout(PROBE_TIMEOUT, exchange)
             .await

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod echo_server;
+mod inside;
 mod load;
 mod mcp;
 mod oauth;

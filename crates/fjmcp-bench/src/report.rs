@@ -8,6 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 use tokio::time::Duration;
 
+use crate::inside::Means;
 use crate::load::{self, Window};
 use crate::procfs;
 use crate::run::{HEADLINE_LEVEL, Options, QUIET_LEVEL};
@@ -62,6 +63,26 @@ pub(crate) struct Series {
     pub(crate) rows: Vec<Row>,
 }
 
+/// Where a new user's first response goes, by the broker's own metrics.
+fn inside_the_broker(out: &mut String, inside: &Means) {
+    let ms = |d: Option<Duration>| {
+        d.map_or("not measured".into(), |d| {
+            format!("{} ms", f(d.as_secs_f64() * 1e3, 2))
+        })
+    };
+    let _ = writeln!(
+        out,
+        "\nInside the broker, by its own metrics (means over the same first responses): Forgejo \
+         answered the token check the broker makes before it starts a child in {} (a round trip to \
+         the Forgejo test double here; a real Forgejo's is slower and a direct start of the child \
+         makes none), and the child took {} from spawn to its `initialize` result. The rest is the \
+         broker's own work: the bearer check, reading and opening the user's stored credential, \
+         and the session's row, written while the child starts.",
+        ms(inside.forgejo_check),
+        ms(inside.child_start),
+    );
+}
+
 /// New users' first responses and the direct starts they are compared with.
 #[derive(Debug, Default)]
 pub(crate) struct NewUsers {
@@ -70,6 +91,8 @@ pub(crate) struct NewUsers {
     pub(crate) broker_2025: Vec<Duration>,
     /// A new user's first 2026-07-28 `tools/call`.
     pub(crate) broker_2026: Vec<Duration>,
+    /// The broker's own timings over the same first responses.
+    pub(crate) inside: Means,
 }
 
 /// The broker's memory with live children and idle sessions.
@@ -646,6 +669,7 @@ pub(crate) fn markdown(results: &Results) -> String {
             f(hi, 2)
         );
     }
+    inside_the_broker(&mut out, &n.inside);
 
     let mem = &results.memory;
     let _ = writeln!(out, "\n## Broker memory\n");

@@ -18,6 +18,7 @@ use forgejo_double::{App, Config, ForgejoDouble, User};
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
+use crate::inside;
 use crate::load::{self, Connection, Timing};
 use crate::mcp::{self, Target};
 use crate::oauth::Flow;
@@ -323,6 +324,7 @@ impl BrokerBench {
             state_dir,
             listener,
             extra_env: options.broker_env.clone(),
+            metrics_addr: servers::free_port()?,
         };
         Ok(BrokerBench { double, setup })
     }
@@ -439,6 +441,10 @@ impl BrokerBench {
     ) -> Result<NewUsers> {
         progress(&format!("{} new users per era", options.new_users));
         let target = &broker.target;
+        let metrics = broker
+            .metrics
+            .context("the broker has no metrics listener")?;
+        let before = inside::read(metrics).await?;
         let mut result = NewUsers::default();
         for i in 0..options.new_users {
             result
@@ -458,6 +464,7 @@ impl BrokerBench {
             mcp::one_stateless_call(&mut connection, target, token, "first-call").await?;
             result.broker_2026.push(began.elapsed());
         }
+        result.inside = inside::read(metrics).await?.since(&before);
         Ok(result)
     }
 

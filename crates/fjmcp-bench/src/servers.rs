@@ -24,6 +24,8 @@ pub(crate) struct Server {
     child: Child,
     pub(crate) pid: u32,
     pub(crate) target: Target,
+    /// Where the broker serves its Prometheus metrics (not for the other servers).
+    pub(crate) metrics: Option<SocketAddr>,
     /// Where its stdout and stderr go.
     log: PathBuf,
 }
@@ -66,6 +68,12 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// A port on 127.0.0.1 free a moment ago, for a server that binds its own
+/// listener (the broker's metrics).
+pub(crate) fn free_port() -> Result<SocketAddr> {
+    Ok(listener()?.local_addr()?)
+}
+
 /// A listening socket on 127.0.0.1 with a port chosen by the system.
 pub(crate) fn listener() -> Result<TcpListener> {
     TcpListener::bind("127.0.0.1:0").context("bind 127.0.0.1:0")
@@ -95,6 +103,7 @@ async fn start(
         child,
         pid,
         target: Target::new(addr),
+        metrics: None,
         log,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -139,6 +148,9 @@ pub(crate) struct BrokerSetup {
     pub(crate) listener: TcpListener,
     /// Settings given with `--broker-env`, applied last.
     pub(crate) extra_env: Vec<(String, String)>,
+    /// The broker's metrics listener: the bench reads its own timings of the
+    /// Forgejo token check and of a child's start from there.
+    pub(crate) metrics_addr: SocketAddr,
 }
 
 impl BrokerSetup {
@@ -164,6 +176,7 @@ impl BrokerSetup {
             .env("FJMCP_STORE", store)
             .env("FJMCP_LISTEN", "stdin")
             .env("FJMCP_LOG_FORMAT", "json")
+            .env("FJMCP_METRICS_LISTEN", self.metrics_addr.to_string())
             .env("FJMCP_LOG_LEVEL", log_level)
             .env("FJMCP_CHILD_COMMAND", &self.child_command)
             .env("FJMCP_MAX_CHILDREN", "5000")
@@ -174,14 +187,16 @@ impl BrokerSetup {
             .env("FJMCP_RATE_LIMIT_GLOBAL", "off")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::from(handed));
-        start(
+        let mut server = start(
             command,
             &format!("broker-{log_level}"),
             &self.state_dir,
             addr,
             async |target| answers(target, "/healthz").await,
         )
-        .await
+        .await?;
+        server.metrics = Some(self.metrics_addr);
+        Ok(server)
     }
 }
 
