@@ -13,6 +13,7 @@ mod inside;
 mod load;
 mod mcp;
 mod oauth;
+mod options;
 mod procfs;
 mod report;
 mod run;
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.mode {
         Some(Mode::ServeEcho) => echo_server::serve(),
-        None => run::Options::from_cli(cli).and_then(|options| {
+        None => options::Options::from_cli(cli).and_then(|options| {
             // One thread: the load generator (and the in-process Forgejo double) never
             // take more than one core from the servers under test on a small machine.
             tokio::runtime::Builder::new_current_thread()

@@ -10,8 +10,8 @@ use tokio::time::Duration;
 
 use crate::inside::Means;
 use crate::load::{self, Window};
+use crate::options::{HEADLINE_LEVEL, Options, QUIET_LEVEL};
 use crate::procfs;
-use crate::run::{HEADLINE_LEVEL, Options, QUIET_LEVEL};
 use crate::stdio::DirectStart;
 
 /// The two protocol eras the broker serves.

@@ -15,6 +15,7 @@ use http::{HeaderValue, header};
 
 use super::errors::OAuthError;
 use super::metadata::MCP_SCOPE;
+use super::principal::Principal;
 use super::resource::is_mcp_resource;
 use super::verified::VerifiedTokens;
 use crate::clock::Clock;
@@ -34,16 +35,6 @@ pub(crate) struct BearerShared {
     pub(crate) clock: Arc<dyn Clock>,
     /// Tokens verified recently, trusted until the revocation epoch moves.
     pub(crate) verified: Arc<VerifiedTokens>,
-}
-
-/// The authenticated caller, placed in the request's extensions. Cheap to
-/// clone: it is copied out of the token cache on every request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Principal {
-    pub(crate) grant_id: Arc<str>,
-    pub(crate) client_id: Arc<str>,
-    /// The Forgejo user (their numeric id as text): the key of their child.
-    pub(crate) user_id: Arc<str>,
 }
 
 /// Why a request was refused, as the `WWW-Authenticate` challenge says.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use super::bearer::Principal;
+use super::principal::Principal;
 use crate::crypto::SecretHash;
 
 /// The most tokens kept: far more than the live clients of a team's instance.
