@@ -44,6 +44,9 @@ pub fn init(format: LogFormat, filter: &str) -> LogGuard {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            // The request span is the only span; its list would repeat it
+            // on every line and cost a second serialization of it.
+            .with_span_list(false)
             .try_init(),
         LogFormat::Text => builder.try_init(),
     };

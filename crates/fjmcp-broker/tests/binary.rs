@@ -237,6 +237,22 @@ async fn malformed_requests_get_json_errors_and_secrets_are_never_logged() {
     assert!(!logs.contains("SECRET-BEARER-VALUE"), "{logs}");
     assert!(!logs.contains("SECRET-COOKIE-VALUE"), "{logs}");
     assert!(!logs.contains("forgejo-client-secret-value"), "{logs}");
+
+    // One JSON line per response, carrying its request span once.
+    let response_line = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| {
+            line["span"]["request_id"] == "client-chosen-id" && line.get("status").is_some()
+        })
+        .unwrap_or_else(|| panic!("no response line for the request id: {logs}"));
+    assert_eq!(response_line["status"], 200);
+    assert_eq!(response_line["span"]["path"], "/healthz");
+    assert_eq!(response_line["span"]["method"], "GET");
+    assert!(
+        response_line.get("spans").is_none(),
+        "the span is not repeated: {response_line}"
+    );
 }
 
 #[tokio::test]
