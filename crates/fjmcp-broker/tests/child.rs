@@ -888,12 +888,8 @@ while IFS= read -r line; do :; done
         uid: 65534,
         gid: 65534,
     });
-    // The wrapper is run as the other user: a copy they can reach, whatever the
-    // permissions of the directories the checkout lives in (a `mktemp -d` is 0700).
-    let reachable = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(reachable.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let wrapper = reachable.path().join("fjmcp-broker");
-    std::fs::copy(BROKER, &wrapper).unwrap();
+    // The wrapper is run as the other user: a copy they can reach.
+    let (_reachable, wrapper) = support::broker::copy_for_another_user();
     spec.limits = ResourceLimits {
         processes: Some(300),
         wrapper: Some(wrapper.clone()),

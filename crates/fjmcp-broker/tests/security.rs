@@ -293,7 +293,8 @@ async fn the_broker_process_cannot_be_read_by_processes_of_its_own_user() {
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
     let listener = support::broker::listener();
-    let mut command = support::broker::command(dir.path());
+    let (_reachable, binary) = support::broker::copy_for_another_user();
+    let mut command = support::broker::command_of(&binary, dir.path());
     command
         .arg("serve")
         .uid(NOBODY)

@@ -23,10 +23,28 @@ pub fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
 }
 
+/// A copy of the broker binary that another user can execute, in a directory
+/// every user may enter, for tests that run it as that user: the checkout may
+/// sit under a directory only its owner can traverse (a `mktemp -d` clone).
+/// Keep the directory while the copy is used.
+pub fn copy_for_another_user() -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let reachable = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(reachable.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = reachable.path().join("fjmcp-broker");
+    std::fs::copy(BINARY, &copy).unwrap();
+    (reachable, copy)
+}
+
 /// A `fjmcp-broker` command with a clean environment holding only the required
 /// settings, a SQLite store inside `dir`, and JSON logs.
 pub fn command(dir: &Path) -> Command {
-    let mut command = Command::new(BINARY);
+    command_of(Path::new(BINARY), dir)
+}
+
+/// [`command`] for another copy of the broker binary.
+pub fn command_of(binary: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(binary);
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
