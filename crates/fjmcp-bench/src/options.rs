@@ -21,7 +21,7 @@ pub(crate) struct Options {
     pub(crate) broker_bin: PathBuf,
     pub(crate) echo_child: PathBuf,
     pub(crate) bench_bin: PathBuf,
-    /// `None`: supergateway is not measured, for the reason given.
+    /// `Err`: supergateway is not measured, for the reason given.
     pub(crate) supergateway: Result<PathBuf, String>,
     pub(crate) output: Option<PathBuf>,
     pub(crate) timing: Timing,

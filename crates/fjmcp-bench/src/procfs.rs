@@ -158,6 +158,41 @@ pub(crate) fn children_of(parent: u32) -> Vec<u32> {
         .collect()
 }
 
+/// The IPv4 TCP ports process `pid` listens on: its socket descriptors' inodes
+/// looked up in `/proc/<pid>/net/tcp` (state `0A`, LISTEN).
+pub(crate) fn listening_ports(pid: u32) -> Result<Vec<u16>> {
+    let inodes: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .with_context(|| format!("read /proc/{pid}/fd"))?
+        .filter_map(|fd| {
+            let target = fs::read_link(fd.ok()?.path()).ok()?;
+            let inode = target
+                .to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?;
+            Some(inode.to_string())
+        })
+        .collect();
+    let table = fs::read_to_string(format!("/proc/{pid}/net/tcp"))
+        .with_context(|| format!("read /proc/{pid}/net/tcp"))?;
+    Ok(listening_in(&table, &inodes))
+}
+
+/// The local ports of the LISTEN rows of a `/proc/net/tcp` table whose inode is one of `inodes`.
+fn listening_in(table: &str, inodes: &[String]) -> Vec<u16> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            if *state != "0A" || !inodes.iter().any(|i| i == inode) {
+                return None;
+            }
+            u16::from_str_radix(local.rsplit(':').next()?, 16).ok()
+        })
+        .collect()
+}
+
 /// A `kB` line of `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in bytes.
 pub(crate) fn status_kb(pid: u32, field: &str) -> Result<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/status"))
@@ -215,6 +250,18 @@ pub(crate) fn loadavg() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_ports_are_the_listen_rows_of_the_process_sockets() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0 100 0 0 10 0
+   1: 0100007F:A0B1 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1 0 100 0 0 10 0
+   2: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 111 1 0 20 4 30 10 -1
+   3: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1 0 100 0 0 10 0
+";
+        let mine = ["111".to_string(), "222".to_string()];
+        assert_eq!(listening_in(table, &mine), vec![8080, 41137]);
+    }
 
     #[test]
     fn reads_its_own_stat_and_memory() {

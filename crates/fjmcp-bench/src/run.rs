@@ -203,7 +203,6 @@ impl BrokerBench {
             state_dir,
             listener,
             extra_env: options.broker_env.clone(),
-            metrics_addr: servers::free_port()?,
         };
         Ok(BrokerBench { double, setup })
     }

@@ -16,6 +16,7 @@ use tokio::time::{Duration, Instant};
 
 use crate::load::Connection;
 use crate::mcp::Target;
+use crate::procfs;
 
 /// A server process the bench started.
 #[derive(Debug)]
@@ -66,12 +67,6 @@ fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// A port on 127.0.0.1 free a moment ago, for a server that binds its own
-/// listener (the broker's metrics).
-pub(crate) fn free_port() -> Result<SocketAddr> {
-    Ok(listener()?.local_addr()?)
 }
 
 /// A listening socket on 127.0.0.1 with a port chosen by the system.
@@ -148,9 +143,6 @@ pub(crate) struct BrokerSetup {
     pub(crate) listener: TcpListener,
     /// Settings given with `--broker-env`, applied last.
     pub(crate) extra_env: Vec<(String, String)>,
-    /// The broker's metrics listener: the bench reads its own timings of the
-    /// Forgejo token check and of a child's start from there.
-    pub(crate) metrics_addr: SocketAddr,
 }
 
 impl BrokerSetup {
@@ -176,7 +168,9 @@ impl BrokerSetup {
             .env("FJMCP_STORE", store)
             .env("FJMCP_LISTEN", "stdin")
             .env("FJMCP_LOG_FORMAT", "json")
-            .env("FJMCP_METRICS_LISTEN", self.metrics_addr.to_string())
+            // Port 0: the broker binds it before it serves, and the bench finds
+            // it among the broker's listening sockets (no port freed for it).
+            .env("FJMCP_METRICS_LISTEN", "127.0.0.1:0")
             .env("FJMCP_LOG_LEVEL", log_level)
             .env("FJMCP_CHILD_COMMAND", &self.child_command)
             .env("FJMCP_MAX_CHILDREN", "5000")
@@ -195,8 +189,23 @@ impl BrokerSetup {
             async |target| answers(target, "/healthz").await,
         )
         .await?;
-        server.metrics = Some(self.metrics_addr);
+        server.metrics = metrics_port(server.pid, addr.port())?
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         Ok(server)
+    }
+}
+
+/// The port the broker serves its metrics on: the one it listens on besides
+/// `public_port` (the listener the bench handed it).
+fn metrics_port(pid: u32, public_port: u16) -> Result<Option<u16>> {
+    let others: Vec<u16> = procfs::listening_ports(pid)?
+        .into_iter()
+        .filter(|port| *port != public_port)
+        .collect();
+    match others[..] {
+        [] => Ok(None),
+        [port] => Ok(Some(port)),
+        _ => bail!("the broker listens on several ports besides its own: {others:?}"),
     }
 }
 
