@@ -11,7 +11,7 @@ use super::metadata::MCP_SCOPE;
 use super::pages::{error_page, protect};
 use super::params::Params;
 use super::redirect_uri;
-use super::resource::is_mcp_resource;
+use super::resource::{is_mcp_resource, mcp_resource};
 use super::response::ClientRedirect;
 use crate::crypto::{hash_secret, mint_secret, pkce_pair, verifier_is_well_formed};
 use crate::store::{ClientKind, ClientRecord, NewPendingAuthorization};
@@ -150,7 +150,7 @@ pub(crate) async fn authorize(
     if !verifier_is_well_formed(challenge) {
         return reply.error("invalid_request", "code_challenge is malformed");
     }
-    let resource = state.config.public_url.join("/mcp");
+    let resource = mcp_resource(&state.config.public_url);
     if let Some(requested) = params.get("resource")
         && !is_mcp_resource(requested, &resource)
     {

@@ -16,7 +16,7 @@ use http::{HeaderValue, header};
 use super::errors::OAuthError;
 use super::metadata::MCP_SCOPE;
 use super::principal::Principal;
-use super::resource::is_mcp_resource;
+use super::resource::is_this_mcp;
 use super::verified::VerifiedTokens;
 use crate::clock::Clock;
 use crate::config::{Config, PublicUrl};
@@ -111,7 +111,7 @@ async fn authenticate(
             "the access token is unknown, expired or revoked",
         ));
     };
-    if !is_mcp_resource(&grant.resource, &state.config.public_url.join("/mcp")) {
+    if !is_this_mcp(&state.config.public_url, &grant.resource) {
         return Err(Refusal::InvalidToken(
             "the access token was issued for another resource",
         ));

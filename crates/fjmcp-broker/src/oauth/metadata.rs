@@ -8,6 +8,7 @@ use http::{HeaderValue, header};
 use serde_json::{Value, json};
 
 use super::OAuthState;
+use super::resource::mcp_resource;
 
 /// The one scope the broker issues: access to the MCP endpoint as the user.
 pub(crate) const MCP_SCOPE: &str = "mcp";
@@ -16,7 +17,7 @@ pub(crate) const MCP_SCOPE: &str = "mcp";
 fn protected_resource(state: &OAuthState) -> Value {
     let public = &state.config.public_url;
     json!({
-        "resource": public.join("/mcp"),
+        "resource": mcp_resource(public),
         "authorization_servers": [public.as_str()],
         "bearer_methods_supported": ["header"],
         "scopes_supported": [MCP_SCOPE],

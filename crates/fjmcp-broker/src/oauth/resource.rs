@@ -2,6 +2,18 @@
 
 use url::Url;
 
+use crate::config::PublicUrl;
+
+/// This broker's canonical MCP resource: the `/mcp` endpoint under its public URL.
+pub(crate) fn mcp_resource(public_url: &PublicUrl) -> String {
+    public_url.join("/mcp")
+}
+
+/// True if `presented` names this broker's MCP endpoint (see [`is_mcp_resource`]).
+pub(crate) fn is_this_mcp(public_url: &PublicUrl, presented: &str) -> bool {
+    is_mcp_resource(presented, &mcp_resource(public_url))
+}
+
 /// True if `presented` names the canonical MCP resource. Scheme and host compare
 /// case-insensitively (URL parsing lowercases them), a trailing slash is
 /// tolerated, and anything else (other path, query, fragment, port) is a

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::clients;
 use super::errors::OAuthError;
 use super::params::Params;
-use super::resource::is_mcp_resource;
+use super::resource::{is_mcp_resource, is_this_mcp};
 use super::{OAuthState, Principal};
 use crate::clock::seconds;
 use crate::crypto::{
@@ -156,7 +156,7 @@ async fn refresh_token(
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     if let Some(resource) = params.get("resource")
-        && !is_mcp_resource(resource, &state.config.public_url.join("/mcp"))
+        && !is_this_mcp(&state.config.public_url, resource)
     {
         return Err(OAuthError::invalid_target(
             "this server only issues tokens for its MCP endpoint",
@@ -220,7 +220,7 @@ fn new_pair(state: &OAuthState, with_refresh: bool) -> (NewTokenPair, String, Op
 /// read, and any revocation since moves the epoch.
 fn remember_issued(state: &OAuthState, grant: &GrantRecord, pair: &NewTokenPair, epoch: u64) {
     // The bearer check would refuse a token of another resource; never cache one.
-    if !is_mcp_resource(&grant.grant.resource, &state.config.public_url.join("/mcp")) {
+    if !is_this_mcp(&state.config.public_url, &grant.grant.resource) {
         return;
     }
     let principal = Principal {
