@@ -20,6 +20,7 @@ use fjmcp_broker::children::{CallError, Child, ChildError, ChildSpec, ExitInfo, 
 use serde_json::{Value, json};
 use support::children::fixture_child;
 use support::mcp::{text_of, tool_call};
+use support::wait::eventually;
 use tokio::sync::{RwLock, mpsc};
 use tokio::time::Instant;
 
@@ -79,20 +80,6 @@ fn script_spec(dir: &Path, body: &str) -> ChildSpec {
 }
 
 const LONG: Duration = Duration::from_secs(20);
-
-/// Waits until `check` holds, for at most `limit`.
-async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Whether `pid` is gone (or only a zombie, which is its parent's business, not ours).
 fn process_gone(pid: u32) -> bool {

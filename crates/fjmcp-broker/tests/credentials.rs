@@ -10,10 +10,11 @@ use std::time::Duration;
 use forgejo_double::{Endpoint, Fault};
 use serde_json::{Value, json};
 use support::mcp::{
-    call_modern, eventually, initialize, post, post_to, session_of, text_of, token_of, tool_call,
+    call_modern, initialize, post, post_to, session_of, text_of, token_of, tool_call,
 };
 use support::oauth::{BROKER_CLIENT_ID, CLAUDE_CALLBACK, Landing, Stack};
 use support::pair::Pair;
+use support::wait::{REACTION, eventually};
 
 fn fixture() -> String {
     support::children::fixture_child().display().to_string()
@@ -304,7 +305,13 @@ async fn a_grant_deleted_in_forgejo_during_a_request_ends_it_cleanly() {
                 .unwrap()
         })
     };
-    assert!(eventually(|| stack.broker.log_text().contains("tools/call sleep")).await);
+    assert!(
+        eventually(REACTION, || stack
+            .broker
+            .log_text()
+            .contains("tools/call sleep"))
+        .await
+    );
     assert!(stack.double.revoke_grant("alice", BROKER_CLIENT_ID));
     // The request in flight gets an answer (its result, or a JSON-RPC error
     // when the child is stopped under it), never a hang.

@@ -10,22 +10,10 @@ use serde_json::json;
 use support::mcp::{initialize, post, post_to, session_of, text_of, token_of, tool_call};
 use support::oauth::{CLAUDE_CALLBACK, Stack};
 use support::pair::Pair;
+use support::wait::time_until;
 
 /// How quickly another instance must see a revocation (the promise).
 const ACROSS_INSTANCES: Duration = Duration::from_secs(1);
-
-/// Polls `probe` until it returns true; how long that took, or `None`
-/// after `limit`.
-async fn time_until(limit: Duration, mut probe: impl AsyncFnMut() -> bool) -> Option<Duration> {
-    let started = tokio::time::Instant::now();
-    while started.elapsed() < limit {
-        if probe().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
 
 #[tokio::test]
 async fn a_revocation_on_one_instance_is_seen_on_the_other_within_a_second() {

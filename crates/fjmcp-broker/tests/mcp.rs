@@ -9,6 +9,7 @@ use support::mcp::{
     MODERN, call_modern, initialize, modern, modern_headers, post, session_of, stack, token_of,
 };
 use support::oauth::Stack;
+use support::wait::{REACTION, eventually, time_until};
 
 #[tokio::test]
 async fn screening_and_authentication_come_before_any_protocol_logic() {
@@ -754,7 +755,7 @@ async fn wait_for_log(stack: &Stack, needle: &str) {
 async fn wait_for_log_count(stack: &Stack, needle: &str, times: usize) {
     let seen = || stack.broker.log_text().matches(needle).count() >= times;
     assert!(
-        support::mcp::eventually(seen).await,
+        eventually(REACTION, seen).await,
         "`{needle}` did not appear {times} times in the broker's log"
     );
 }
@@ -863,7 +864,7 @@ async fn session_caps_batches_and_sessions_across_token_rotation() {
     .await;
     assert_eq!(before.json()["result"]["content"][0]["text"], "alice");
     assert!(
-        support::mcp::eventually(|| stack.double.token_stats().refreshes >= 2).await,
+        eventually(REACTION, || stack.double.token_stats().refreshes >= 2).await,
         "the child was rotated"
     );
     let after = post(&stack, Some(&token), &[("mcp-session-id", &session)], echo).await;
@@ -907,22 +908,20 @@ async fn a_refused_initialize_leaves_no_session_behind() {
     )
     .await;
     assert_eq!(crash.json()["error"]["code"], -32603);
-    let mut last = None;
-    for _ in 0..100 {
+    let mut last = String::new();
+    let served = time_until(std::time::Duration::from_secs(5), async || {
         let reply = post(&stack, Some(&bob), &[], initialize("2025-11-25")).await;
-        if reply.status == 200 {
-            assert!(reply.headers.contains_key("mcp-session-id"));
-            return;
-        }
         assert!(
             !reply.text.contains("too many open sessions"),
             "{}",
             reply.text
         );
-        last = Some(reply.text);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("Bob never got a session: {last:?}");
+        let session = reply.status == 200 && reply.headers.contains_key("mcp-session-id");
+        last = reply.text;
+        session
+    })
+    .await;
+    assert!(served.is_some(), "Bob never got a session: {last}");
 }
 
 #[tokio::test]

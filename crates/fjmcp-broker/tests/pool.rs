@@ -17,7 +17,8 @@ use forgejo_double::{App, Config, Endpoint, Fault, ForgejoDouble, User};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use support::databases::TestDatabase;
-use support::mcp::{eventually, text_of, tool_call};
+use support::mcp::{text_of, tool_call};
+use support::wait::{REACTION, eventually};
 
 const CALLBACK: &str = "http://127.0.0.1:1/oauth/callback";
 
@@ -325,7 +326,7 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
     }
     let answered_so_far = || answered.load(std::sync::atomic::Ordering::SeqCst);
     // Every worker has had answers from the old child before the rotation.
-    assert!(eventually(|| answered_so_far() >= 8).await);
+    assert!(eventually(REACTION, || answered_so_far() >= 8).await);
     // 3500 s later (for the broker and for Forgejo) the token expires within the
     // 300 s lead: rotate.
     f.clock.advance(3_500);
@@ -335,7 +336,7 @@ async fn rotation_under_load_fails_no_request_and_the_new_child_holds_the_new_to
     assert_ne!(new_pid, old_pid, "a new child serves the user");
     // Requests keep being answered across the switch, now by the new child.
     let at_rotation = answered_so_far();
-    assert!(eventually(|| answered_so_far() >= at_rotation + 8).await);
+    assert!(eventually(REACTION, || answered_so_far() >= at_rotation + 8).await);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut total = 0;
     for task in load {

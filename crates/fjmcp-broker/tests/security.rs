@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::broker::Broker;
-use support::mcp::{eventually, initialize, post, session_of, token_of};
+use support::mcp::{initialize, post, session_of, token_of};
 use support::oauth::{Attempt, CLAUDE_CALLBACK, Landing, Stack};
+use support::wait::{REACTION, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -494,7 +495,7 @@ async fn a_metadata_document_failure_shows_no_addresses_or_connection_details() 
     }
     // The operator still learns why.
     assert!(
-        eventually(|| stack.broker.log_text().contains("resolves to")).await,
+        eventually(REACTION, || stack.broker.log_text().contains("resolves to")).await,
         "the details are logged"
     );
 }

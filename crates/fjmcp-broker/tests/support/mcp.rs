@@ -143,15 +143,3 @@ pub fn text_of(response: &Value) -> String {
         .unwrap_or_else(|| panic!("no text in {response}"))
         .to_string()
 }
-
-/// Waits until `condition` holds, polling, for at most ten seconds.
-pub async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while tokio::time::Instant::now() < deadline {
-        if condition() {
-            return true;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    condition()
-}

@@ -9,3 +9,4 @@ pub mod databases;
 pub mod mcp;
 pub mod oauth;
 pub mod pair;
+pub mod wait;
