@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::mcp::{initialize, post, post_to, session_of, text_of, token_of, tool_call};
-use support::oauth::{CLAUDE_CALLBACK, Stack};
+use support::mcp::{initialize, post, post_to, session_of, stack, text_of, token_of, tool_call};
+use support::oauth::CLAUDE_CALLBACK;
 use support::pair::Pair;
 use support::wait::time_until;
 
@@ -138,8 +138,7 @@ async fn a_session_deleted_on_one_instance_is_404_on_the_other_within_a_second()
 
 #[tokio::test]
 async fn a_revoked_token_never_works_again_on_the_instance_that_revoked_it() {
-    let child = support::children::fixture_child().display().to_string();
-    let stack = Stack::start(&[("FJMCP_CHILD_COMMAND", &child)]).await;
+    let stack = stack().await;
     for _ in 0..3 {
         let client = stack.register("often", &[CLAUDE_CALLBACK]).await;
         let tokens = stack.tokens_for("alice", &client).await;
@@ -173,8 +172,7 @@ async fn a_revoked_token_never_works_again_on_the_instance_that_revoked_it() {
 
 #[tokio::test]
 async fn a_broker_killed_outright_keeps_its_sessions_and_grants() {
-    let child = support::children::fixture_child().display().to_string();
-    let mut stack = Stack::start(&[("FJMCP_CHILD_COMMAND", &child)]).await;
+    let mut stack = stack().await;
     let token = token_of(&stack, "alice").await;
     let session = session_of(&stack, &token, "2025-11-25").await;
     let echo = tool_call(json!(1), "echo", json!({"text": "after"}));

@@ -6,7 +6,8 @@ mod support;
 
 use serde_json::{Value, json};
 use support::mcp::{
-    MODERN, call_modern, initialize, modern, modern_headers, post, session_of, stack, token_of,
+    MODERN, call_modern, initialize, modern, modern_headers, post, session_of, stack, stack_with,
+    token_of,
 };
 use support::oauth::Stack;
 use support::wait::{REACTION, eventually, time_until};
@@ -878,9 +879,7 @@ async fn session_caps_batches_and_sessions_across_token_rotation() {
 
 #[tokio::test]
 async fn a_refused_initialize_leaves_no_session_behind() {
-    let child = support::children::fixture_child().display().to_string();
-    let stack = Stack::start(&[
-        ("FJMCP_CHILD_COMMAND", &child),
+    let stack = stack_with(&[
         ("FJMCP_MAX_CHILDREN", "1"),
         ("FJMCP_MAX_SESSIONS_PER_USER", "1"),
     ])

@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::json;
-use support::mcp::{call_modern, post, session_of, text_of, tool_call};
+use support::mcp::{call_modern, post, session_of, stack_with, text_of, tool_call};
 use support::oauth::{CLAUDE_CALLBACK, Stack};
 
 /// The metrics listener's address, from the broker's `serving /metrics` log line.
@@ -32,12 +32,7 @@ fn sample(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn metrics_cover_the_broker_after_a_real_flow() {
-    let child = support::children::fixture_child().display().to_string();
-    let stack = Stack::start(&[
-        ("FJMCP_CHILD_COMMAND", &child),
-        ("FJMCP_METRICS_LISTEN", "127.0.0.1:0"),
-    ])
-    .await;
+    let stack = stack_with(&[("FJMCP_METRICS_LISTEN", "127.0.0.1:0")]).await;
     let client = stack.register("metrics", &[CLAUDE_CALLBACK]).await;
     let tokens = stack.tokens_for("alice", &client).await;
     let token = tokens["access_token"].as_str().unwrap();

@@ -10,8 +10,15 @@ pub const MODERN: &str = "2026-07-28";
 
 /// A stack whose children are the fixture child.
 pub async fn stack() -> Stack {
+    stack_with(&[]).await
+}
+
+/// [`stack`] with more broker settings.
+pub async fn stack_with(settings: &[(&str, &str)]) -> Stack {
     let child = super::children::fixture_child().display().to_string();
-    Stack::start(&[("FJMCP_CHILD_COMMAND", &child)]).await
+    let mut all = vec![("FJMCP_CHILD_COMMAND", child.as_str())];
+    all.extend_from_slice(settings);
+    Stack::start(&all).await
 }
 
 /// An access token of `login` for a fresh client.
